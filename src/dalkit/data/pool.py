@@ -1,0 +1,70 @@
+"""The Pool: which training images are labelled, with what label, and in which cycle.
+
+Labels live here (not in the data set) so the trainer sees only what the oracle or the person gave;
+`cycle` remembers when each label came in (baal style), and `state_dict` round-trips the whole state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dalkit.errors import DalkitError
+
+UNLABELLED = -1
+
+
+class Pool:
+    def __init__(self, size: int) -> None:
+        self.labels = np.full(size, UNLABELLED, dtype=np.int64)
+        self.cycle = np.full(size, UNLABELLED, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def labelled_mask(self) -> np.ndarray:
+        return self.labels != UNLABELLED
+
+    def labelled_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.labelled_mask)
+
+    def unlabelled_indices(self) -> np.ndarray:
+        return np.flatnonzero(~self.labelled_mask)
+
+    @property
+    def num_labelled(self) -> int:
+        return int(self.labelled_mask.sum())
+
+    def label(self, indices: np.ndarray, labels: np.ndarray, cycle: int) -> None:
+        """Record labels for `indices`; relabelling an image or an out-of-range index is refused."""
+        indices = np.asarray(indices, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+        if indices.shape != labels.shape:
+            raise ValueError("one label per index is needed")
+        if len(np.unique(indices)) != len(indices):
+            raise ValueError("an index appears twice in one labelling step")
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise DalkitError(f"an index is outside the pool of {len(self)} images; check the selection.")
+        if self.labelled_mask[indices].any():
+            raise ValueError("an image that is already labelled was selected again")
+        if (labels < 0).any():
+            raise DalkitError("a label is negative; labels must be class numbers from 0.")
+        self.labels[indices] = labels
+        self.cycle[indices] = cycle
+
+    def state_dict(self) -> dict[str, list[int]]:
+        labelled = self.labelled_indices()
+        return {
+            "size": len(self),
+            "indices": labelled.tolist(),
+            "labels": self.labels[labelled].tolist(),
+            "cycle": self.cycle[labelled].tolist(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Pool:
+        pool = cls(int(state["size"]))
+        indices = np.asarray(state["indices"], dtype=np.int64)
+        pool.labels[indices] = np.asarray(state["labels"], dtype=np.int64)
+        pool.cycle[indices] = np.asarray(state["cycle"], dtype=np.int64)
+        return pool

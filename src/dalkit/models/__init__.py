@@ -1,0 +1,28 @@
+"""Models: each a function registered by name, created with `create_model`."""
+
+from __future__ import annotations
+
+from dalkit.models import resnet, small_cnn  # noqa: F401  (register the models)
+from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
+from dalkit.models.registry import MODELS, model_entry
+
+
+def create_model(
+    name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **options
+) -> Classifier:
+    """Build a registered model; `options` are the model's own (width, dropout, ...)."""
+    from dalkit.errors import DalkitError
+
+    try:
+        return model_entry(name).build(
+            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **options
+        )
+    except TypeError as error:
+        raise DalkitError(f"model {name!r} does not take these options ({error}); check --model-option.") from None
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+__all__ = ["Classifier", "ModelOutput", "TrainDefaults", "create_model", "list_models", "model_entry"]

@@ -1,0 +1,91 @@
+"""CIFAR-style ResNet-18 (He et al. 2016), the backbone of the AL papers: 3x3 stem, no max-pool.
+
+`width` scales the channels (64 -> 64/128/256/512); `dropout` adds dropout before the classifier
+(needed only for MC-dropout strategies). The default schedule is the AL papers': 200 epochs, lr 0.1,
+x0.1 at epoch 160, momentum 0.9, weight decay 5e-4, batch 128 (Yoo & Kweon 2019; Sener & Savarese 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
+from dalkit.models.registry import register_model
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.residual(x) + self.shortcut(x))
+
+
+class ResNet(Classifier):
+    def __init__(
+        self,
+        num_blocks: tuple[int, ...],
+        num_classes: int,
+        in_channels: int = 3,
+        width: int = 64,
+        dropout: float = 0.0,
+        block: type[BasicBlock] = BasicBlock,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        stages, in_planes = [], width
+        for i, blocks in enumerate(num_blocks):
+            planes = width * 2**i
+            layers = []
+            for j in range(blocks):
+                layers.append(block(in_planes, planes, stride=1 if i == 0 or j > 0 else 2))
+                in_planes = planes
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.embedding_dim = in_planes
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_planes, num_classes)
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        features = []
+        for stage in self.stages:
+            out = stage(out)
+            features.append(out)
+        return features
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage_features(x)[-1].mean(dim=(2, 3))
+
+    def head(self, z: torch.Tensor) -> ModelOutput:
+        return ModelOutput(self.linear(self.dropout(z)), z)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        features = self.stage_features(x)
+        out = self.head(features[-1].mean(dim=(2, 3)))
+        return out._replace(features=tuple(features))
+
+
+PAPER_SCHEDULE = TrainDefaults(epochs=200, lr=0.1, milestones=(160,))
+
+
+@register_model("resnet18", PAPER_SCHEDULE, "CIFAR ResNet-18 (3x3 stem, no max-pool), width option")
+def resnet18(
+    num_classes: int, in_channels: int = 3, image_size: int = 32, width: int = 64, dropout: float = 0.0
+) -> ResNet:
+    return ResNet((2, 2, 2, 2), num_classes, in_channels, width, dropout)
