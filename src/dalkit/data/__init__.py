@@ -12,9 +12,7 @@ from dalkit.data.registry import DATASETS
 DEFAULT_DATA_ROOT = Path("data")
 
 
-def load_dataset(
-    name: str, root: str | Path = DEFAULT_DATA_ROOT, download: bool = False, **options
-) -> DataSplits:
+def load_dataset(name: str, root: str | Path = DEFAULT_DATA_ROOT, download: bool = False, **options) -> DataSplits:
     """Load a registered data set by name from `root` (torchvision's layout); see `list_datasets()`."""
     return DATASETS.get(name)(root=Path(root), download=download, **options)
 

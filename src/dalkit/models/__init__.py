@@ -7,9 +7,7 @@ from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
 from dalkit.models.registry import MODELS, model_entry
 
 
-def create_model(
-    name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **options
-) -> Classifier:
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **options) -> Classifier:
     """Build a registered model; `options` are the model's own (width, dropout, ...)."""
     from dalkit.errors import DalkitError
 

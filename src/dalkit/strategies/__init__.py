@@ -14,7 +14,9 @@ def create_strategy(name: str, **options) -> Strategy:
     try:
         return STRATEGIES.create(name, **options)
     except TypeError as error:
-        raise DalkitError(f"strategy {name!r} does not take these options ({error}); check --strategy-option.") from None
+        raise DalkitError(
+            f"strategy {name!r} does not take these options ({error}); check --strategy-option."
+        ) from None
 
 
 def list_strategies() -> list[str]:
