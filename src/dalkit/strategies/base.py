@@ -98,6 +98,11 @@ def autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of each row of a probability matrix."""
+    return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1)
+
+
 def top_k(scores: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Positions of the k largest scores; ties are broken at random with `generator`."""
     perm = torch.randperm(len(scores), generator=generator).to(scores.device)

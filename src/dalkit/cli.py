@@ -1,0 +1,184 @@
+"""The `dalkit` command line: run, compare, and listings of strategies, models and data sets."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+
+from dalkit.errors import DalkitError
+
+
+def parse_options(pairs: Sequence[str] | None, flag: str) -> dict:
+    """KEY=VALUE pairs -> dict; values are Python literals where they parse, else strings."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DalkitError(f"{flag} expects KEY=VALUE, got {pair!r}; for example {flag} dropout=0.3.")
+        try:
+            options[key.replace("-", "_")] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key.replace("-", "_")] = value
+    return options
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def experiment_arguments() -> argparse.ArgumentParser:
+    """Options shared by `run` and `compare`."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits", help="data set name (see `dalkit datasets`); default: digits")
+    g.add_argument("--data-root", default="data", help="folder holding the data set (torchvision layout)")
+    g.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. image_size=64")
+    g = p.add_argument_group("model and training")
+    g.add_argument("--model", default="small-cnn", help="model name (see `dalkit models`); default: small-cnn")
+    g.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="e.g. width=32, dropout=0.3")
+    g.add_argument("--epochs", type=int, help="training epochs per cycle (default: the model's)")
+    g.add_argument("--lr", type=float, help="learning rate (default: the model's)")
+    g.add_argument("--batch-size", type=int, help="training batch size (default: the model's)")
+    g.add_argument("--milestones", type=int_list, help="epochs at which lr is multiplied by 0.1, e.g. 160")
+    g.add_argument("--weight-decay", type=float, help="weight decay (default: the model's)")
+    g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
+    g = p.add_argument_group("active learning")
+    g.add_argument("--initial", type=int, default=20, help="labelled images before the first cycle")
+    g.add_argument("--initial-mode", default="random", choices=["random", "balanced"])
+    g.add_argument("--budget", type=int, default=20, help="images labelled per cycle")
+    g.add_argument("--cycles", type=int, default=6, help="training rounds (one query between two rounds)")
+    g.add_argument("--candidates", type=int, help="random subset of the unlabelled pool scored per cycle")
+    g.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="e.g. samples=20")
+    g.add_argument(
+        "--no-take-remaining",
+        dest="take_remaining",
+        action="store_false",
+        help="refuse, instead of taking what is left, when fewer images remain than the budget",
+    )
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--out", default="runs", help="folder for run directories; default: runs")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    return p
+
+
+def build_config(args: argparse.Namespace, **fields):
+    from dalkit.loop import ExperimentConfig
+
+    return ExperimentConfig(
+        dataset=args.dataset,
+        data_root=args.data_root,
+        download=args.download,
+        dataset_options=parse_options(args.dataset_option, "--dataset-option"),
+        model=args.model,
+        model_options=parse_options(args.model_option, "--model-option"),
+        strategy_options=parse_options(args.strategy_option, "--strategy-option"),
+        initial=args.initial,
+        initial_mode=args.initial_mode,
+        budget=args.budget,
+        cycles=args.cycles,
+        candidates=args.candidates,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        milestones=tuple(args.milestones) if args.milestones is not None else None,
+        weight_decay=args.weight_decay,
+        warm_start=args.warm_start,
+        take_remaining=args.take_remaining,
+        device=args.device,
+        out_dir=args.out,
+        progress=args.progress,
+        **fields,
+    )
+
+
+def command_run(args: argparse.Namespace) -> None:
+    from dalkit.loop import results_table, run_experiment
+
+    result = run_experiment(build_config(args, strategy=args.strategy, seed=args.seed))
+    print()
+    print(results_table(result.records))
+    print(f"\nrun directory: {result.directory} (learning curve: {result.directory / 'curve.png'})")
+
+
+def command_compare(args: argparse.Namespace) -> None:
+    from dalkit.compare import run_comparison
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    comparison = run_comparison(build_config(args), strategies, args.seeds)
+    print()
+    print(f"test accuracy (%) by labelled images, mean +- std over seeds {args.seeds}:")
+    print(comparison.table())
+    print(f"\ncomparison directory: {comparison.directory} (plot: {comparison.directory / 'curves.png'})")
+
+
+def command_list(kind: str) -> None:
+    from dalkit.report import format_table
+
+    if kind == "strategies":
+        from dalkit.strategies import STRATEGIES
+
+        rows = [[name, _first_line(STRATEGIES.get(name).__doc__)] for name in STRATEGIES.names()]
+    elif kind == "models":
+        from dalkit.models import MODELS, model_entry
+
+        rows = []
+        for name in MODELS.names():
+            entry = model_entry(name)
+            d = entry.train_defaults
+            schedule = f"{d.epochs} ep, lr {d.lr}, batch {d.batch_size}"
+            rows.append([name, entry.summary, schedule])
+    else:
+        from dalkit.data import DATASETS
+
+        rows = [[name, _first_line(DATASETS.get(name).__doc__)] for name in DATASETS.names()]
+    headers = {"strategies": ["strategy", "what it does"], "models": ["model", "what it is", "default training"]}
+    print(format_table(headers.get(kind, ["data set", "what it is"]), rows))
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dalkit", description="Deep active learning for image classification.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    shared = experiment_arguments()
+    run = sub.add_parser("run", parents=[shared], help="run one active learning experiment")
+    run.add_argument("--strategy", default="margin", help="query strategy (see `dalkit strategies`)")
+    run.add_argument("--seed", type=int, default=0)
+    run.set_defaults(handler=command_run)
+    compare = sub.add_parser("compare", parents=[shared], help="compare strategies over several seeds")
+    compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
+    compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
+    compare.set_defaults(handler=command_compare)
+    for kind in ("strategies", "models", "datasets"):
+        sub.add_parser(kind, help=f"list the {kind}").set_defaults(handler=lambda a, k=kind: command_list(k))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        args.handler(args)
+    except DalkitError as error:
+        print(f"dalkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dalkit: interrupted; what was recorded so far is in the run directory.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

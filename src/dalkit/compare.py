@@ -1,0 +1,100 @@
+"""Many strategies x seeds on one configuration: mean +- std accuracy per budget and the area under
+the learning curve, as a table and one plot of all curves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
+from dalkit.report import area_under_curve, format_table, plot_learning_curves
+from dalkit.results import unique_directory
+from dalkit.strategies import create_strategy
+
+
+@dataclass
+class StrategySummary:
+    strategy: str
+    labelled: list[int]
+    mean: np.ndarray
+    std: np.ndarray
+    aulc_mean: float
+    aulc_std: float
+    runs: list[ExperimentResult]
+
+
+@dataclass
+class Comparison:
+    summaries: list[StrategySummary]
+    directory: Path
+
+    def table(self) -> str:
+        """Mean +- std test accuracy (%) per labelled-set size, and the normalised AULC."""
+        budgets = self.summaries[0].labelled
+        headers = ["strategy", *[str(b) for b in budgets], "AULC"]
+        rows = []
+        for s in self.summaries:
+            cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std)]
+            rows.append([s.strategy, *cells, f"{100 * s.aulc_mean:.2f} +- {100 * s.aulc_std:.2f}"])
+        return format_table(headers, rows)
+
+
+def summarise(strategy: str, runs: list[ExperimentResult]) -> StrategySummary:
+    lengths = {len(r.accuracy) for r in runs}
+    if len(lengths) != 1:
+        raise RuntimeError(f"runs of {strategy} evaluated at different budgets")
+    accuracy = np.array([r.accuracy for r in runs])
+    aulc = np.array([area_under_curve(r.labelled, r.accuracy) for r in runs])
+    return StrategySummary(
+        strategy, runs[0].labelled, accuracy.mean(0), accuracy.std(0), float(aulc.mean()), float(aulc.std()), runs
+    )
+
+
+def run_comparison(
+    base: ExperimentConfig,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+) -> Comparison:
+    """Run every strategy with every seed (same seed -> same initial set) and summarise."""
+    for name in strategies:  # fail on a bad name before any training
+        create_strategy(name, **(base.strategy_options if len(strategies) == 1 else {}))
+    directory = unique_directory(Path(base.out_dir), f"compare-{base.dataset}-{base.model}")
+    summaries = []
+    for name in strategies:
+        runs = []
+        for seed in seeds:
+            log(f"== {name}, seed {seed}")
+            config = replace(base, strategy=name, seed=seed, out_dir=str(directory / name))
+            runs.append(run_experiment(config, log))
+        summaries.append(summarise(name, runs))
+    comparison = Comparison(summaries, directory)
+    write_comparison(comparison, base)
+    return comparison
+
+
+def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
+    directory = comparison.directory
+    (directory / "summary.txt").write_text(comparison.table() + "\n")
+    summary = {
+        s.strategy: {
+            "labelled": s.labelled,
+            "mean": s.mean.tolist(),
+            "std": s.std.tolist(),
+            "aulc_mean": s.aulc_mean,
+            "aulc_std": s.aulc_std,
+            "seeds": [r.config.seed for r in s.runs],
+        }
+        for s in comparison.summaries
+    }
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    seeds = len(comparison.summaries[0].runs)
+    plot_learning_curves(
+        {s.strategy: (s.labelled, s.mean, s.std) for s in comparison.summaries},
+        directory / "curves.png",
+        f"{base.dataset} / {base.model}: mean +- std over {seeds} seed(s)",
+    )

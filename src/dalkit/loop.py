@@ -1,0 +1,300 @@
+"""The AL cycle: train -> evaluate -> query -> label -> repeat, with a simulated oracle.
+
+`cycles` counts training rounds: round 0 trains on the initial labelled set, and each later round
+follows one query of `budget` images, so a run evaluates at initial, initial + budget, ... labels.
+The oracle reveals labels from the data set only for the images the strategy picked; the trainer
+reads labels from the Pool. One seed drives everything; each cycle's stages get their own derived
+seeds so the same seed gives the same selections on the same device.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dalkit.data import DataSplits, Pool, load_dataset
+from dalkit.data.augment import Normalizer
+from dalkit.errors import DalkitError
+from dalkit.models import Classifier, create_model, model_entry
+from dalkit.report import format_table, plot_learning_curves
+from dalkit.results import RunRecorder, environment, read_jsonl, unique_directory
+from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
+from dalkit.strategies import QueryContext, checked_select, create_strategy
+from dalkit.train import TrainConfig, Trainer, prepare_model
+
+INITIAL_MODES = ("random", "balanced")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines an AL experiment; training fields left None take the model's defaults."""
+
+    dataset: str = "digits"
+    data_root: str = "data"
+    download: bool = False
+    dataset_options: dict = field(default_factory=dict)
+    model: str = "small-cnn"
+    model_options: dict = field(default_factory=dict)
+    strategy: str = "margin"
+    strategy_options: dict = field(default_factory=dict)
+    initial: int = 20
+    initial_mode: str = "random"
+    budget: int = 20
+    cycles: int = 6
+    candidates: int | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    milestones: tuple[int, ...] | None = None
+    weight_decay: float | None = None
+    warm_start: bool = False
+    take_remaining: bool = True
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = "runs"
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Check option values once, at the boundary, with a one-sentence message."""
+        checks = [
+            (self.initial >= 0, f"--initial must be 0 or more (got {self.initial})"),
+            (self.budget >= 1, f"--budget must be at least 1 (got {self.budget})"),
+            (self.cycles >= 1, f"--cycles must be at least 1 (got {self.cycles})"),
+            (self.initial_mode in INITIAL_MODES, f"--initial-mode must be one of {', '.join(INITIAL_MODES)}"),
+            (
+                self.candidates is None or self.candidates >= self.budget,
+                f"--candidates ({self.candidates}) must be at least --budget ({self.budget})",
+            ),
+            (self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DalkitError(message + ".")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_defaults(
+            model_entry(self.model).train_defaults,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            milestones=self.milestones,
+            weight_decay=self.weight_decay,
+        )
+
+
+@dataclass
+class ExperimentResult:
+    config: ExperimentConfig
+    records: list[dict]
+    directory: Path
+
+    @property
+    def labelled(self) -> list[int]:
+        return [r["labelled"] for r in self.records if r["accuracy"] is not None]
+
+    @property
+    def accuracy(self) -> list[float]:
+        return [r["accuracy"] for r in self.records if r["accuracy"] is not None]
+
+    def selections(self) -> list[list[int]]:
+        return [entry["indices"] for entry in read_jsonl(self.directory / "selections.jsonl")]
+
+
+def initial_indices(labels: np.ndarray, size: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """`size` pool indices chosen at random, or class-balanced (as equal per class as possible)."""
+    if size > len(labels):
+        raise DalkitError(f"--initial ({size}) is larger than the pool of {len(labels)} images; lower it.")
+    if mode == "random":
+        return rng.choice(len(labels), size=size, replace=False)
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), size // len(classes))
+    per_class[rng.choice(len(classes), size % len(classes), replace=False)] += 1
+    picked = []
+    for cls, count in zip(classes, per_class):
+        members = np.flatnonzero(labels == cls)
+        if count > len(members):
+            raise DalkitError(f"class {cls} has only {len(members)} images, fewer than a balanced --initial needs.")
+        picked.append(rng.choice(members, size=count, replace=False))
+    return np.concatenate(picked)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Experiment:
+    """One AL run: owns the data, pool, trainer and strategy, and the order of the steps."""
+
+    def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print) -> None:
+        config.validate()
+        self.config = config
+        self.log = log
+        self.strategy = create_strategy(config.strategy, **config.strategy_options)
+        self.train_config = config.train_config()
+        self.device = resolve_device(config.device)
+        self.data: DataSplits = load_dataset(
+            config.dataset, config.data_root, config.download, **config.dataset_options
+        )
+        self.normalizer = Normalizer(*self.data.channel_stats())
+        self.trainer = Trainer(self.train_config, self.data.augment, self.normalizer, self.device, config.progress)
+        self.train_images = self.data.train.images.to(self.device)
+        self.pool = Pool(len(self.data.train))
+        self.model: Classifier | None = None
+
+    def new_model(self, cycle: int) -> Classifier:
+        torch.manual_seed(derive_seed(self.config.seed, cycle, 1))
+        c, h, _ = self.data.train.image_shape
+        model = create_model(
+            self.config.model, self.data.num_classes, in_channels=c, image_size=h, **self.config.model_options
+        )
+        return prepare_model(model, self.device)
+
+    def train_and_evaluate(self, cycle: int) -> dict:
+        cfg = self.config
+        if self.model is None or not cfg.warm_start:
+            self.model = self.new_model(cycle)
+        labelled = self.pool.labelled_indices()
+        record: dict = {"cycle": cycle, "labelled": len(labelled), "accuracy": None}
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if len(labelled):
+            labels = torch.from_numpy(self.pool.labels[labelled])
+            generator = make_generator(derive_seed(cfg.seed, cycle, 3), self.device)
+            stats = self.trainer.fit(self.model, self.train_images[torch.from_numpy(labelled)], labels, generator)
+            start = time.perf_counter()
+            evaluation = self.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
+            record.update(
+                accuracy=evaluation.accuracy,
+                per_class_accuracy=evaluation.per_class_accuracy,
+                train_seconds=stats.seconds,
+                images_per_second=stats.images_per_second,
+                eval_seconds=time.perf_counter() - start,
+            )
+        record["class_counts"] = np.bincount(self.pool.labels[labelled], minlength=self.data.num_classes).tolist()
+        return record
+
+    def query(self, cycle: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+        cfg = self.config
+        unlabelled = self.pool.unlabelled_indices()
+        budget = cfg.budget
+        if budget > len(unlabelled):
+            if not cfg.take_remaining:
+                raise DalkitError(
+                    f"only {len(unlabelled)} unlabelled images remain for a budget of {budget}; "
+                    "lower --budget or --cycles, or allow --take-remaining."
+                )
+            self.log(f"only {len(unlabelled)} unlabelled images remain for a budget of {budget}: taking them all")
+            budget = len(unlabelled)
+        rng = np.random.default_rng(derive_seed(cfg.seed, cycle, 2))
+        candidates = unlabelled
+        if cfg.candidates is not None and cfg.candidates < len(unlabelled):
+            candidates = np.sort(rng.choice(unlabelled, size=cfg.candidates, replace=False))
+        assert self.model is not None
+        ctx = QueryContext(
+            self.model,
+            self.train_images,
+            self.normalizer.to(self.device),
+            self.pool,
+            candidates,
+            make_generator(derive_seed(cfg.seed, cycle, 4)),
+            self.device,
+        )
+        start = time.perf_counter()
+        selection = checked_select(self.strategy, ctx, budget)
+        return selection.indices, selection.scores, time.perf_counter() - start
+
+    def run(self) -> ExperimentResult:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        name = f"{cfg.dataset}-{cfg.strategy}-seed{cfg.seed}"
+        directory = unique_directory(Path(cfg.out_dir), name)
+        recorder = RunRecorder(directory)
+        recorder.write_config(
+            {
+                "experiment": asdict(cfg),
+                "training": asdict(self.train_config),
+                "data": {
+                    "train": len(self.data.train),
+                    "test": len(self.data.test),
+                    "classes": self.data.train.classes,
+                    "augment": asdict(self.data.augment),
+                },
+                "environment": environment(self.device),
+            }
+        )
+        rng = np.random.default_rng(derive_seed(cfg.seed, 0))
+        first = initial_indices(self.data.train.labels.numpy(), cfg.initial, cfg.initial_mode, rng)
+        self.pool.label(first, self.data.train.labels.numpy()[first], cycle=0)
+        recorder.save_pool(self.pool)
+        records = []
+        for cycle in range(cfg.cycles):
+            record = self.train_and_evaluate(cycle)
+            if cycle + 1 < cfg.cycles and len(self.pool.unlabelled_indices()):
+                picked, scores, seconds = self.query(cycle)
+                self.pool.label(picked, self.data.train.labels.numpy()[picked], cycle=cycle + 1)
+                recorder.record_selection(cycle + 1, picked, scores)
+                recorder.save_pool(self.pool)
+                record.update(query_seconds=seconds, selected=len(picked))
+            record["peak_memory_mb"] = peak_memory_mb(self.device)
+            recorder.record_cycle(record)
+            records.append(record)
+            self.log(cycle_line(record, cfg.cycles))
+            if not len(self.pool.unlabelled_indices()) and cycle + 1 < cfg.cycles:
+                self.log("every pool image is labelled: stopping early")
+                break
+        recorder.write_csv(records, CSV_COLUMNS)
+        result = ExperimentResult(cfg, records, directory)
+        plot_learning_curves(
+            {cfg.strategy: (result.labelled, result.accuracy, None)},
+            directory / "curve.png",
+            f"{cfg.dataset} / {cfg.model} / {cfg.strategy} (seed {cfg.seed})",
+        )
+        return result
+
+
+CSV_COLUMNS = [
+    "cycle",
+    "labelled",
+    "accuracy",
+    "train_seconds",
+    "images_per_second",
+    "eval_seconds",
+    "query_seconds",
+    "selected",
+    "peak_memory_mb",
+]
+
+
+def cycle_line(record: dict, cycles: int) -> str:
+    parts = [f"cycle {record['cycle'] + 1}/{cycles}", f"{record['labelled']} labelled"]
+    if record["accuracy"] is not None:
+        parts.append(f"accuracy {100 * record['accuracy']:.1f}%")
+        parts.append(f"train {record['train_seconds']:.1f} s ({record['images_per_second']:,.0f} img/s)")
+    if "query_seconds" in record:
+        parts.append(f"query {record['query_seconds']:.2f} s")
+    return " | ".join(parts)
+
+
+def results_table(records: list[dict]) -> str:
+    """Per-cycle table: labelled images, accuracy, class counts of the labelled set, timings."""
+    rows = []
+    for r in records:
+        accuracy = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}"
+        train = f"{r['train_seconds']:.1f}" if "train_seconds" in r else "-"
+        query = f"{r['query_seconds']:.2f}" if "query_seconds" in r else "-"
+        counts = " ".join(str(c) for c in r["class_counts"])
+        rows.append([r["cycle"], r["labelled"], accuracy, train, query, counts])
+    return format_table(["cycle", "labelled", "accuracy %", "train s", "query s", "labelled per class"], rows)
+
+
+def run_experiment(config: ExperimentConfig, log: Callable[[str], None] = print) -> ExperimentResult:
+    """Run one AL experiment end to end and write its directory (see `dalkit.results`)."""
+    return Experiment(config, log).run()

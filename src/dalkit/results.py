@@ -1,0 +1,105 @@
+"""A run's record on disk, written as the run goes so nothing is lost if it stops early.
+
+RUN_DIR/config.json       the resolved configuration, versions, device, code commit
+RUN_DIR/cycles.jsonl      one record per cycle (appended after each cycle); cycles.csv at the end
+RUN_DIR/selections.jsonl  the pool indices (and scores) selected each cycle
+RUN_DIR/pool.json         the labelled state after the last completed step (Pool.state_dict)
+RUN_DIR/curve.png         the learning curve
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dalkit
+from dalkit.data.pool import Pool
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Versions and hardware, so a result can be traced to the code and machine that made it."""
+    info = {
+        "dalkit": dalkit.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(Path(dalkit.__file__).parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if commit.returncode == 0:
+            info["code_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def unique_directory(parent: Path, name: str) -> Path:
+    """parent/name, or parent/name-2, -3, ... if taken: an earlier run is never overwritten."""
+    candidate, k = parent / name, 2
+    while candidate.exists():
+        candidate, k = parent / f"{name}-{k}", k + 1
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+class RunRecorder:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write_config(self, config: dict) -> None:
+        (self.directory / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+
+    def _append(self, filename: str, record: dict) -> None:
+        with open(self.directory / filename, "a") as f:
+            f.write(json.dumps(record, default=_plain) + "\n")
+
+    def record_cycle(self, record: dict) -> None:
+        self._append("cycles.jsonl", record)
+
+    def record_selection(self, cycle: int, indices: np.ndarray, scores: np.ndarray | None) -> None:
+        entry = {"cycle": cycle, "indices": indices.tolist()}
+        if scores is not None:
+            entry["scores"] = np.round(np.asarray(scores, dtype=float), 6).tolist()
+        self._append("selections.jsonl", entry)
+
+    def save_pool(self, pool: Pool) -> None:
+        path = self.directory / "pool.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(pool.state_dict()))
+        tmp.replace(path)
+
+    def write_csv(self, records: list[dict], columns: list[str]) -> None:
+        with open(self.directory / "cycles.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(records)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a .jsonl file written by a run (empty if the file is absent)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,146 @@
+"""The one training loop: SGD with momentum and weight decay, step decay, batch augmentation on the device.
+
+The fast path in one place: the labelled images live on the device as uint8; each step gathers a
+batch, augments it (random crop with padding, flip) and normalises it there; on CUDA the model runs
+in channels_last under bf16 autocast. Nothing inside an epoch synchronises with the host: the loss is
+summed on the device and read once per epoch for the progress bar (images/s and ETA).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from dalkit.data.augment import Normalizer, augment_batch
+from dalkit.data.base import AugmentSpec
+from dalkit.models.base import Classifier, TrainDefaults
+from dalkit.strategies.base import autocast
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    lr: float
+    milestones: tuple[int, ...] = ()
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def from_defaults(cls, defaults: TrainDefaults, **overrides) -> TrainConfig:
+        """A model's default schedule with the given (non-None) fields replaced."""
+        config = cls(**asdict(defaults))
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    seconds: float
+    images_per_second: float
+    final_loss: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    per_class_accuracy: list[float]
+    predictions: np.ndarray
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Batch boundaries over n items; a last batch of one image is dropped (batch norm needs two)."""
+    slices = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if n > 1 and slices[-1].stop - slices[-1].start == 1:
+        slices.pop()
+    return slices
+
+
+def prepare_model(model: Classifier, device: torch.device) -> Classifier:
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+class Trainer:
+    """Fits a classifier on labelled uint8 images with the configured schedule."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        augment: AugmentSpec,
+        normalizer: Normalizer,
+        device: torch.device,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.augment = augment
+        self.device = device
+        self.normalizer = normalizer.to(device)
+        self.progress = progress
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalizer(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def fit(
+        self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> TrainStats:
+        """Train `model` in place; `images` (uint8) and `labels` are moved to the device once."""
+        cfg = self.config
+        images, labels = images.to(self.device), labels.to(self.device)
+        n = len(images)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        slices = batch_slices(n, cfg.batch_size)
+        seen = sum(s.stop - s.start for s in slices)
+        model.train()
+        loss = float("nan")
+        start = time.perf_counter()
+        with tqdm(
+            total=cfg.epochs * seen, unit="img", unit_scale=True, disable=None if self.progress else True, leave=False
+        ) as bar:
+            for _ in range(cfg.epochs):
+                order = torch.randperm(n, device=self.device, generator=generator)
+                total = torch.zeros((), device=self.device)
+                for part in slices:
+                    idx = order[part]
+                    x = self._inputs(augment_batch(images[idx], self.augment, generator))
+                    with autocast(self.device):
+                        batch_loss = criterion(model(x).logits.float(), labels[idx])
+                    optimizer.zero_grad(set_to_none=True)
+                    batch_loss.backward()
+                    optimizer.step()
+                    total += batch_loss.detach() * (part.stop - part.start)
+                schedule.step()
+                loss = total.item() / seen
+                bar.set_postfix(loss=f"{loss:.3f}")
+                bar.update(seen)
+        seconds = time.perf_counter() - start
+        return TrainStats(seconds, cfg.epochs * seen / max(seconds, 1e-9), loss)
+
+    @torch.inference_mode()
+    def evaluate(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024):
+        """Accuracy and per-class accuracy on a labelled split (eval mode, no augmentation)."""
+        model.eval()
+        predictions = []
+        for start in range(0, len(images), batch_size):
+            x = self._inputs(images[start : start + batch_size].to(self.device))
+            with autocast(self.device):
+                predictions.append(model(x).logits.argmax(dim=1).cpu())
+        predicted = torch.cat(predictions).numpy() if predictions else np.empty(0, dtype=np.int64)
+        truth = labels.numpy()
+        correct = predicted == truth
+        num_classes = model.num_classes
+        per_class = [
+            float(correct[truth == c].mean()) if (truth == c).any() else float("nan") for c in range(num_classes)
+        ]
+        return Evaluation(float(correct.mean()), per_class, predicted)
