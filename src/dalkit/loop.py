@@ -237,7 +237,8 @@ class Experiment:
         records = []
         for cycle in range(cfg.cycles):
             record = self.train_and_evaluate(cycle)
-            if cycle + 1 < cfg.cycles and len(self.pool.unlabelled_indices()):
+            exhausted = not len(self.pool.unlabelled_indices())
+            if cycle + 1 < cfg.cycles and not exhausted:
                 picked, scores, seconds = self.query(cycle)
                 self.pool.label(picked, self.data.train.labels.numpy()[picked], cycle=cycle + 1)
                 recorder.record_selection(cycle + 1, picked, scores)
@@ -247,7 +248,7 @@ class Experiment:
             recorder.record_cycle(record)
             records.append(record)
             self.log(cycle_line(record, cfg.cycles))
-            if not len(self.pool.unlabelled_indices()) and cycle + 1 < cfg.cycles:
+            if exhausted and cycle + 1 < cfg.cycles:
                 self.log("every pool image is labelled: stopping early")
                 break
         recorder.write_csv(records, CSV_COLUMNS)

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny query contexts built from a real small model and hand-made images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dalkit.data.augment import Normalizer
+from dalkit.data.pool import Pool
+from dalkit.models import create_model
+from dalkit.seeding import make_generator
+from dalkit.strategies import QueryContext
+
+
+def make_context(
+    pool_size: int = 37,
+    labelled: int = 5,
+    num_classes: int = 3,
+    seed: int = 0,
+    chunk_size: int = 8,
+    model_seed: int = 0,
+) -> QueryContext:
+    """A context over `pool_size` random 8x8 images; the first `labelled` are labelled."""
+    torch.manual_seed(model_seed)
+    images = torch.randint(0, 256, (pool_size, 1, 8, 8), generator=make_generator(123), dtype=torch.uint8)
+    model = create_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=8, width=8)
+    pool = Pool(pool_size)
+    if labelled:
+        pool.label(np.arange(labelled), np.arange(labelled) % num_classes, cycle=0)
+    return QueryContext(
+        model=model,
+        images=images,
+        normalizer=Normalizer(torch.tensor([0.5]), torch.tensor([0.25])),
+        pool=pool,
+        candidates=pool.unlabelled_indices(),
+        generator=make_generator(seed),
+        batch_size=16,
+        chunk_size=chunk_size,
+    )
+
+
+@pytest.fixture
+def context_factory():
+    return make_context

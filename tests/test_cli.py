@@ -1,0 +1,51 @@
+"""The command line: the main job, comparisons, listings, and user errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dalkit.cli import main
+
+FAST = ["--epochs", "2", "--initial", "10", "--budget", "5", "--cycles", "2", "--no-progress", "--device", "cpu"]
+
+
+def test_run_prints_a_table_and_writes_a_plot(tmp_path, capsys):
+    assert main(["run", *FAST, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy %" in out and "labelled per class" in out
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "curve.png").stat().st_size > 1000
+
+
+def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
+    args = ["compare", *FAST, "--strategies", "random,margin", "--seeds", "0,1", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "+-" in out and "AULC" in out and "margin" in out
+    (directory,) = tmp_path.iterdir()
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["random"]["labelled"] == [10, 15] and summary["margin"]["seeds"] == [0, 1]
+    assert (directory / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("kind", ["strategies", "models", "datasets"])
+def test_listings(kind, capsys):
+    assert main([kind]) == 0
+    assert len(capsys.readouterr().out.splitlines()) > 2
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "--strategy", "nope"], "unknown strategy"),
+        (["run", "--dataset", "cifar10", "--data-root", "/nonexistent"], "--download"),
+        (["run", "--model-option", "width"], "KEY=VALUE"),
+        (["run", "--model-option", "depth=3", "--epochs", "1", "--cycles", "1", "--no-progress"], "does not take"),
+    ],
+)
+def test_user_errors_are_one_line(args, words, tmp_path, capsys):
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and err.startswith("dalkit: error:") and len(err.splitlines()) == 1
