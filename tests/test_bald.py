@@ -53,3 +53,12 @@ def test_model_without_dropout_is_refused_clearly(context_factory):
             module.p = 0.0
     with pytest.raises(DalkitError, match="dropout"):
         create_strategy("bald").select(ctx, 3)
+
+
+def test_masks_are_consistent_across_batches(context_factory):
+    """One MC sample is one weight draw: the same image scores the same in any batch."""
+    ctx = context_factory(pool_size=40, labelled=0)  # batches of 16: positions 1 and 33 differ in batch
+    ctx.images[33] = ctx.images[1]
+    scores = BALD(samples=6).scores(ctx)
+    assert scores[33] == scores[1]
+    assert scores[2] != scores[1]

@@ -22,11 +22,12 @@ from dalkit.data import DataSplits, Pool, load_dataset
 from dalkit.data.augment import Normalizer
 from dalkit.errors import DalkitError
 from dalkit.models import Classifier, create_model, model_entry
+from dalkit.models.base import prepare_model
 from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, environment, read_jsonl, unique_directory
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
 from dalkit.strategies import QueryContext, checked_select, create_strategy
-from dalkit.train import TrainConfig, Trainer, prepare_model
+from dalkit.train import TrainConfig, Trainer
 
 INITIAL_MODES = ("random", "balanced")
 

@@ -54,8 +54,10 @@ class MnistCNN(Classifier):
         self.fc2 = nn.Linear(128, num_classes)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return nn.functional.max_pool2d(x, 2).flatten(1)
+        # relu(max_pool(x)) == max_pool(relu(x)); pooling first makes the second relu 4x cheaper.
+        x = nn.functional.relu(self.conv1(x), inplace=True)
+        x = nn.functional.max_pool2d(self.conv2(x), 2)
+        return nn.functional.relu(x, inplace=True).flatten(1)
 
     def head(self, z: torch.Tensor) -> ModelOutput:
         embedding = torch.relu(self.fc1(self.dropout1(z)))

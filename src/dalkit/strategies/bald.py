@@ -1,11 +1,15 @@
 """BALD with MC dropout (Houlsby et al. 2011; Gal, Islam & Ghahramani, ICML 2017).
 
 score = H[mean_s p_s] - mean_s H[p_s], the mutual information between the label and the weights,
-estimated from `samples` stochastic forward passes with dropout active and batch norm in eval mode.
-The model's deterministic trunk (everything before the first dropout layer) runs once per batch and
-only the stochastic head is repeated; samples are drawn one after another into running sums, so
-memory does not grow with the number of samples. Dropout masks come from a torch RNG seeded from the
-context's generator, so the same seed gives the same picks.
+estimated from `samples` stochastic forward passes with batch norm in eval mode.
+
+Each MC sample is one draw of the weights: every dropout layer draws one mask per sample, shared by
+all candidates ("consistent MC dropout", Kirsch et al., BatchBALD 2019). Per image this is the same
+estimator as fresh masks per image, but all candidates are scored under the same posterior samples,
+and drawing one mask instead of one per image removes the random-number cost that dominates MC
+dropout on a CPU. The model's deterministic trunk (everything before the first dropout layer) runs
+once per batch and only the head is repeated; samples go into running sums, so memory does not grow
+with the number of samples. Masks come from the context's generator: same seed, same picks.
 """
 
 from __future__ import annotations
@@ -23,10 +27,37 @@ def mutual_information(prob_sum: torch.Tensor, entropy_sum: torch.Tensor, sample
     return (entropy(prob_sum / samples) - entropy_sum / samples).clamp_min(0)
 
 
-def set_dropout(model: nn.Module, active: bool) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            module.train(active)
+class ConsistentDropout:
+    """Within the context, each dropout layer multiplies by mask `sample` of its own fixed set of masks.
+
+    Dropout layers stay in eval mode (identity) and a forward hook applies the mask, so the rest of
+    the model (batch norm) is untouched. Masks are drawn on first use, one per (layer, sample).
+    """
+
+    def __init__(self, model: nn.Module, generator: torch.Generator) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+        self.generator = generator
+        self.sample = 0
+        self.masks: dict[tuple[int, int], torch.Tensor] = {}
+        self.handles: list = []
+
+    def mask(self, layer: int, like: torch.Tensor) -> torch.Tensor:
+        key = (layer, self.sample)
+        if key not in self.masks:
+            p = self.layers[layer].p
+            keep = torch.rand(like.shape[1:], generator=self.generator) >= p
+            self.masks[key] = (keep.float() / (1 - p)).to(like.device)
+        return self.masks[key]
+
+    def __enter__(self) -> ConsistentDropout:
+        for i, layer in enumerate(self.layers):
+            hook = lambda module, inputs, output, i=i: output * self.mask(i, output).to(output.dtype)  # noqa: E731
+            self.handles.append(layer.register_forward_hook(hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 @register_strategy("bald")
@@ -42,20 +73,17 @@ class BALD(Strategy):
             raise DalkitError(
                 "BALD needs a model with dropout; pass --model-option dropout=0.3 or use small-cnn / mnist-cnn."
             )
-        seed = int(torch.randint(2**62, (1,), generator=ctx.generator))
-        devices = [ctx.device] if ctx.device.type == "cuda" else []
         was_training = model.training
         model.eval()
-        set_dropout(model, True)
         results = []
         try:
-            with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(ctx.device):
-                torch.manual_seed(seed)
+            with ConsistentDropout(model, ctx.generator) as dropout, torch.inference_mode(), autocast(ctx.device):
                 for x in ctx.batches(ctx.candidates):
                     z = model.trunk(x)
                     prob_sum = torch.zeros(len(x), model.num_classes, device=ctx.device)
                     entropy_sum = torch.zeros(len(x), device=ctx.device)
-                    for _ in range(self.samples):
+                    for sample in range(self.samples):
+                        dropout.sample = sample
                         probs = model.head(z).logits.float().softmax(dim=1)
                         prob_sum += probs
                         entropy_sum += entropy(probs)

@@ -22,7 +22,7 @@ import torch
 from dalkit.data.augment import Normalizer
 from dalkit.data.pool import Pool
 from dalkit.errors import DalkitError
-from dalkit.models.base import Classifier
+from dalkit.models.base import Classifier, model_input
 
 
 class Outputs(NamedTuple):
@@ -66,7 +66,7 @@ class QueryContext:
         index = torch.as_tensor(indices, dtype=torch.long)
         for start in range(0, len(index), self.batch_size):
             chunk = self.images[index[start : start + self.batch_size]].to(self.device, non_blocking=True)
-            yield self.normalizer(chunk)
+            yield model_input(self.normalizer(chunk))
 
     def outputs(self, which: str = "candidates") -> Outputs:
         """Model outputs on 'candidates' or 'labelled' images, computed once and cached."""
