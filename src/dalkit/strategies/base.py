@@ -138,7 +138,7 @@ def checked_select(strategy: Strategy, ctx: QueryContext, budget: int) -> Select
     if budget > len(ctx.candidates):
         raise DalkitError(
             f"the budget of {budget} is larger than the {len(ctx.candidates)} candidates left; "
-            "lower --budget or --cycles, or pass --take-remaining."
+            "lower --budget, or raise --candidates."
         )
     selection = strategy.select(ctx, budget)
     indices = np.asarray(selection.indices, dtype=np.int64)
