@@ -73,7 +73,8 @@ class RunRecorder:
     def record_selection(self, cycle: int, indices: np.ndarray, scores: np.ndarray | None) -> None:
         entry = {"cycle": cycle, "indices": indices.tolist()}
         if scores is not None:
-            entry["scores"] = np.round(np.asarray(scores, dtype=float), 6).tolist()
+            values = np.round(np.asarray(scores, dtype=float), 6)
+            entry["scores"] = [float(v) if np.isfinite(v) else None for v in values]  # JSON has no inf
         self._append("selections.jsonl", entry)
 
     def save_pool(self, pool: Pool) -> None:

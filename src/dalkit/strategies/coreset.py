@@ -1,0 +1,328 @@
+"""Core-Set (Sener & Savarese, ICLR 2018): pick the candidates that best cover the pool in embedding space.
+
+Setting: active learning as core-set selection. With s0 the labelled set, choose `budget` candidates so that
+s0 plus the picks, used as centres, cover every point (labelled and candidate) of the model's penultimate
+embedding with the smallest radius: a k-center problem with k = |s0| + budget, whose radius bounds the
+core-set loss. Distances are euclidean, computed in float32 as ||a||^2 - 2ab + ||b||^2 (clamped at 0).
+
+- "coreset": k-center greedy (farthest-first traversal), the paper's 2-approximation.
+- "coreset-robust" (or robust=True): the paper's robust k-center with outliers, a feasibility program solved
+  in a binary search on the radius; see `robust_k_center` for the exact program and where it departs.
+
+Memory stays O(n + chunk_size * max(chunk_size, d)): no n x n or n x m matrix is ever formed (the robust
+program adds its sparse coverage pairs, at most `max_pairs` of them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from dalkit.errors import DalkitError
+from dalkit.strategies.base import QueryContext, Selection, Strategy
+from dalkit.strategies.registry import register_strategy
+
+Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sq_from_dots(a_sq: torch.Tensor, b_sq: torch.Tensor, dots: torch.Tensor) -> torch.Tensor:
+    """Squared distances (len(a), len(b)) from squared norms and inner products, clamped at 0."""
+    return (a_sq[:, None] + b_sq[None, :] - 2 * dots).clamp_min_(0)
+
+
+def sq_distance_blocks(a: torch.Tensor, b: torch.Tensor, chunk_size: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(row offset, column offset, block) tiling the len(a) x len(b) squared distances, partial tiles included."""
+    b_sq = b.square().sum(1)
+    for i in range(0, len(a), chunk_size):
+        rows = a[i : i + chunk_size]
+        rows_sq = rows.square().sum(1)
+        for j in range(0, len(b), chunk_size):
+            yield i, j, sq_from_dots(rows_sq, b_sq[j : j + chunk_size], rows @ b[j : j + chunk_size].T)
+
+
+def min_sq_distances(points: torch.Tensor, centers: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Each point's squared distance to its nearest centre (+inf when there are none), chunked over both."""
+    nearest = torch.full((len(points),), math.inf, device=points.device)
+    for i, _, block in sq_distance_blocks(points, centers, chunk_size):
+        rows = slice(i, i + len(block))
+        nearest[rows] = torch.minimum(nearest[rows], block.amin(1))
+    return nearest
+
+
+def greedy_seeding(
+    min_sq: torch.Tensor,
+    budget: int,
+    sq_distance_to: Callable[[torch.Tensor], torch.Tensor],
+    choose: Chooser,
+    first: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loop shared by farthest-first traversal (Core-Set) and k-means++ seeding (BADGE).
+
+    `min_sq` (n,) is each point's squared distance to its nearest centre so far. Each step picks
+    `choose(min_sq, picked)` (or `first` at step 0; both (1,) index tensors), records min_sq of the pick at
+    pick time, and lowers min_sq with one (n,) computation `sq_distance_to(pick)`. Nothing leaves the device.
+    Returns the picks, their min_sq at pick time, and min_sq after the last pick.
+    """
+    min_sq = min_sq.clone()
+    picked = torch.zeros(len(min_sq), dtype=torch.bool, device=min_sq.device)
+    picks = torch.empty(budget, dtype=torch.long, device=min_sq.device)
+    values = torch.empty(budget, device=min_sq.device)
+    for t in range(budget):
+        index = first if t == 0 and first is not None else choose(min_sq, picked)
+        picks[t : t + 1] = index
+        values[t : t + 1] = min_sq[index]
+        picked[index] = True
+        torch.minimum(min_sq, sq_distance_to(index), out=min_sq)
+    return picks, values, min_sq
+
+
+def farthest_first(
+    points: torch.Tensor, min_sq: torch.Tensor, budget: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """k-center greedy from running squared distances `min_sq`: `greedy_seeding` with argmax choice.
+
+    Ties (and the cold start, where every min_sq is +inf) go to the earliest point in one random permutation
+    drawn from `generator`, so each tie is broken uniformly at random.
+    """
+    if not 0 <= budget <= len(points):
+        raise ValueError(f"cannot pick {budget} of {len(points)} points")
+    order = torch.randperm(len(points), generator=generator).to(points.device)
+    points_sq = points.square().sum(1)
+
+    def choose(sq: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+        return order[sq.masked_fill(picked, -1.0)[order].argmax().view(1)]
+
+    def sq_distance_to(index: torch.Tensor) -> torch.Tensor:
+        return sq_from_dots(points_sq, points_sq[index], points @ points[index].T)[:, 0]
+
+    return greedy_seeding(min_sq, budget, sq_distance_to, choose)
+
+
+def k_center_greedy(
+    points: torch.Tensor, centers: torch.Tensor, budget: int, generator: torch.Generator, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sener & Savarese's k-center greedy: add the point farthest from every centre, `budget` times.
+
+    `points` (n, d) are the candidates, `centers` (m, d) the existing centres (m may be 0: then the first
+    pick is a uniformly random point from `generator`). Returns the picked positions (LongTensor) and
+    `radii[t]`, the covering radius max_i min_c ||x_i - c|| just before pick t (non-increasing; +inf for a
+    cold start's first pick). Memory O(n + chunk_size * max(chunk_size, d)); computed in float32.
+    """
+    points = points.float()
+    centers = centers.float().to(points.device)
+    picks, sq_radii, _ = farthest_first(points, min_sq_distances(points, centers, chunk_size), budget, generator)
+    return picks, sq_radii.sqrt()
+
+
+def pairs_within(
+    rows: torch.Tensor, columns: torch.Tensor, sq_radius: float, chunk_size: int, limit: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row, column) positions of the pairs at squared distance <= `sq_radius`, or None past `limit` pairs."""
+    found_rows, found_columns, count = [], [], 0
+    for i, j, block in sq_distance_blocks(rows, columns, chunk_size):
+        r, c = (block <= sq_radius).nonzero(as_tuple=True)
+        count += len(r)
+        if count > limit:
+            return None
+        found_rows.append((r + i).cpu().numpy())
+        found_columns.append((c + j).cpu().numpy())
+    if not found_rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(found_rows), np.concatenate(found_columns)
+
+
+def feasible_centres(
+    points: torch.Tensor,
+    to_labelled: torch.Tensor,
+    budget: int,
+    radius: float,
+    outliers: int,
+    *,
+    chunk_size: int,
+    time_limit: float,
+    max_pairs: int,
+) -> torch.Tensor | None:
+    """Positions of `budget` new centres leaving at most `outliers` points farther than `radius`, or None.
+
+    None means infeasible, or undecided: the time limit passed without a solution, or the program would have
+    more than `max_pairs` coverage pairs. The program is the one in `robust_k_center`.
+    """
+    n = len(points)
+    open_rows = (to_labelled > radius**2).nonzero().squeeze(1)  # points no labelled centre covers
+    pairs = pairs_within(points[open_rows], points, radius**2, chunk_size, max_pairs)
+    if pairs is None:
+        return None
+    k = len(open_rows)
+    cover = sparse.csr_array((np.ones(len(pairs[0])), pairs), shape=(k, n))
+    matrix = sparse.vstack(
+        [
+            sparse.hstack([cover, sparse.eye_array(k, format="csr")]),  # sum_{j: d(i,j)<=r} u_j + o_i >= 1
+            sparse.hstack([sparse.csr_array(np.ones((1, n))), sparse.csr_array((1, k))]),  # sum_j u_j = budget
+            sparse.hstack([sparse.csr_array((1, n)), sparse.csr_array(np.ones((1, k)))]),  # sum_i o_i <= outliers
+        ],
+        format="csr",
+    )
+    lower = np.concatenate([np.ones(k), [budget, 0]])
+    upper = np.concatenate([np.full(k, np.inf), [budget, outliers]])
+    result = milp(
+        np.zeros(n + k),
+        integrality=np.ones(n + k),
+        bounds=Bounds(0, 1),
+        constraints=LinearConstraint(matrix, lower, upper),
+        options={"time_limit": time_limit, "disp": False},
+    )
+    if result.x is None:
+        return None
+    chosen = np.flatnonzero(result.x[:n] > 0.5)
+    assert len(chosen) == budget, "the program fixes the number of new centres"
+    return torch.as_tensor(chosen, device=points.device)
+
+
+def robust_radius(
+    points: torch.Tensor, to_labelled: torch.Tensor, chosen: torch.Tensor, outliers: int, chunk_size: int
+) -> float:
+    """Covering radius of labelled + `chosen` centres once the `outliers` farthest points are left out."""
+    nearest = torch.minimum(to_labelled, min_sq_distances(points, points[chosen], chunk_size))
+    return nearest.topk(min(outliers + 1, len(nearest))).values[-1].sqrt().item()
+
+
+def robust_k_center(
+    points: torch.Tensor,
+    centers: torch.Tensor,
+    budget: int,
+    generator: torch.Generator,
+    chunk_size: int,
+    *,
+    outliers: int,
+    max_iters: int = 10,
+    time_limit: float = 30.0,
+    max_pairs: int = 5_000_000,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's robust k-center: binary search on the radius over a mixed-integer feasibility program.
+
+    Paper (Sec. 4.2): start from the greedy solution with radius delta; since greedy is a 2-approximation,
+    search r in [delta/2, delta]; at each r solve Feas(r): binary u_j (j is a centre) and omega_ij (i served
+    by j), sum_j u_j = |s0| + budget, sum_j omega_ij = 1, omega_ij <= u_j, u_j = 1 on s0, and at most Xi
+    "outlier" assignments omega_ij with d(i,j) > r. Feasible: ub = r; infeasible: lb = r.
+
+    What is solved here, over the candidates (the labelled points enter only as fixed centres):
+
+        u_j in {0,1} for each candidate j;  o_i in {0,1} for each candidate i with d(i, s0) > r
+        sum_j u_j = budget
+        o_i + sum_{j: d(i,j) <= r} u_j >= 1      for each such i
+        sum_i o_i <= Xi   (Xi = `outliers`)
+
+    This is the paper's program with the assignments projected out: a point can be assigned within r iff
+    some open centre lies within r, so omega_ij exist only for pairs within r plus one outlier variable o_i
+    per point (the layout of the authors' Gurobi script); labelled points are centres, so they and every
+    candidate within r of one are covered and drop out. The feasible sets of centres are the same.
+    Departures: (1) size is bounded: the caller refuses more than `max_points` candidates, and a program
+    with over `max_pairs` coverage pairs, or one HiGHS cannot settle within `time_limit` seconds, counts as
+    not shown feasible, so the search moves up and the answer is always a certified-feasible solution,
+    possibly not the smallest radius. (2) After a feasible solve, ub is the solution's actual robust radius
+    (<= r), as the authors' script snaps to realised distances. (3) delta/2 bounds the optimum only without
+    outliers; when a solution below it turns up the search stops there. (4) The selection is ordered by
+    farthest-first among the chosen centres, each scored by its distance at that point; when no program
+    beats greedy, greedy's own picks and radii are returned.
+    """
+    points = points.float()
+    to_labelled = min_sq_distances(points, centers.float().to(points.device), chunk_size)
+    greedy, sq_radii, final = farthest_first(points, to_labelled, budget, generator)
+    lower = upper = final.max().sqrt().item()
+    lower /= 2
+    best = None
+    for _ in range(max_iters):
+        if upper - lower <= 1e-6 * upper or budget == len(points):
+            break
+        radius = (lower + upper) / 2
+        chosen = feasible_centres(
+            points,
+            to_labelled,
+            budget,
+            radius,
+            outliers,
+            chunk_size=chunk_size,
+            time_limit=time_limit,
+            max_pairs=max_pairs,
+        )
+        if chosen is None:
+            lower = radius
+        else:
+            best = chosen
+            upper = min(radius, robust_radius(points, to_labelled, chosen, outliers, chunk_size))
+    if best is None:
+        return greedy, sq_radii.sqrt()
+    order, sq_scores, _ = farthest_first(points[best], to_labelled[best], budget, generator)
+    return best[order], sq_scores.sqrt()
+
+
+@register_strategy("coreset")
+class CoreSet(Strategy):
+    """Core-Set: k-center greedy on embeddings, labelled images as centres (robust=True: the paper's MIP)."""
+
+    def __init__(
+        self,
+        robust: bool = False,
+        outliers: int | None = None,
+        outlier_fraction: float = 1e-4,
+        max_iters: int = 10,
+        time_limit: float = 30.0,
+        max_points: int = 5000,
+        max_pairs: int = 5_000_000,
+    ) -> None:
+        if outliers is not None and outliers < 0:
+            raise DalkitError(f"the coreset option outliers must be 0 or more (got {outliers}); pass outliers=0.")
+        if not 0 <= outlier_fraction < 1:
+            raise DalkitError(
+                f"the coreset option outlier_fraction must be in [0, 1) (got {outlier_fraction}); "
+                "pass e.g. outlier_fraction=0.0001."
+            )
+        self.robust = robust
+        self.outliers = outliers
+        self.outlier_fraction = outlier_fraction
+        self.max_iters = max_iters
+        self.time_limit = time_limit
+        self.max_points = max_points
+        self.max_pairs = max_pairs
+
+    def outlier_count(self, num_points: int) -> int:
+        """Xi: `outliers` if given, else ceil(outlier_fraction * candidates), so 1e-4 of the points."""
+        if self.outliers is not None:
+            return self.outliers
+        return math.ceil(self.outlier_fraction * num_points)
+
+    def select(self, ctx: QueryContext, budget: int) -> Selection:
+        if self.robust and len(ctx.candidates) > self.max_points:
+            raise DalkitError(
+                f"robust Core-Set solves its program on at most max_points={self.max_points} candidates but got "
+                f"{len(ctx.candidates)}; pass --candidates {self.max_points} to draw a random candidate subset, "
+                "or raise --strategy-option max_points."
+            )
+        points = ctx.outputs("candidates").embeddings
+        centers = ctx.outputs("labelled").embeddings
+        if self.robust:
+            picks, scores = robust_k_center(
+                points,
+                centers,
+                budget,
+                ctx.generator,
+                ctx.chunk_size,
+                outliers=self.outlier_count(len(points)),
+                max_iters=self.max_iters,
+                time_limit=self.time_limit,
+                max_pairs=self.max_pairs,
+            )
+        else:
+            picks, scores = k_center_greedy(points, centers, budget, ctx.generator, ctx.chunk_size)
+        return Selection(ctx.candidates[picks.cpu().numpy()], scores.cpu().numpy())
+
+
+@register_strategy("coreset-robust")
+def coreset_robust(**options) -> CoreSet:
+    """Core-Set, robust k-center: the paper's outlier-robust MIP (HiGHS) over at most 5,000 candidates."""
+    return CoreSet(robust=True, **options)
