@@ -27,6 +27,7 @@ from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, environment, read_jsonl, unique_directory
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
 from dalkit.strategies import QueryContext, checked_select, create_strategy
+from dalkit.strategies.base import inference_batch_size
 from dalkit.train import TrainConfig, Trainer
 
 INITIAL_MODES = ("random", "balanced")
@@ -207,6 +208,7 @@ class Experiment:
             candidates,
             make_generator(derive_seed(cfg.seed, cycle, 4)),
             self.device,
+            batch_size=inference_batch_size(self.device),
         )
         start = time.perf_counter()
         selection = checked_select(self.strategy, ctx, budget)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from dalkit.data.augment import Normalizer, augment_batch
 from dalkit.data.base import AugmentSpec
 from dalkit.models.base import Classifier, TrainDefaults, model_input
-from dalkit.strategies.base import autocast
+from dalkit.strategies.base import autocast, inference_batch_size
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,10 @@ class Trainer:
         return TrainStats(seconds, cfg.epochs * seen / max(seconds, 1e-9), loss)
 
     @torch.inference_mode()
-    def evaluate(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024):
+    def evaluate(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
         """Accuracy and per-class accuracy on a labelled split (eval mode, no augmentation)."""
         model.eval()
+        batch_size = inference_batch_size(self.device)
         predictions = []
         for start in range(0, len(images), batch_size):
             x = self._inputs(images[start : start + batch_size].to(self.device))

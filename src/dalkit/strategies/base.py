@@ -93,6 +93,11 @@ def predict(model: Classifier, batches: Iterator[torch.Tensor], device: torch.de
     return Outputs(torch.cat(probs), torch.cat(embeddings))
 
 
+def inference_batch_size(device: torch.device) -> int:
+    """Large batches on a GPU; on a CPU, smaller ones keep activations in cache (measured faster)."""
+    return 1024 if device.type == "cuda" else 256
+
+
 def autocast(device: torch.device) -> torch.autocast:
     """bf16 autocast on CUDA; a no-op elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
