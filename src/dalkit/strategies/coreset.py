@@ -30,6 +30,11 @@ from dalkit.strategies.registry import register_strategy
 Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """Squared row norms without an n x d temporary (2 GB at 1M x 512)."""
+    return torch.linalg.vector_norm(x, dim=1).square()
+
+
 def sq_from_dots(a_sq: torch.Tensor, b_sq: torch.Tensor, dots: torch.Tensor) -> torch.Tensor:
     """Squared distances (len(a), len(b)) from squared norms and inner products, clamped at 0."""
     return (a_sq[:, None] + b_sq[None, :] - 2 * dots).clamp_min_(0)
@@ -37,10 +42,10 @@ def sq_from_dots(a_sq: torch.Tensor, b_sq: torch.Tensor, dots: torch.Tensor) -> 
 
 def sq_distance_blocks(a: torch.Tensor, b: torch.Tensor, chunk_size: int) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(row offset, column offset, block) tiling the len(a) x len(b) squared distances, partial tiles included."""
-    b_sq = b.square().sum(1)
+    b_sq = sq_norms(b)
     for i in range(0, len(a), chunk_size):
         rows = a[i : i + chunk_size]
-        rows_sq = rows.square().sum(1)
+        rows_sq = sq_norms(rows)
         for j in range(0, len(b), chunk_size):
             yield i, j, sq_from_dots(rows_sq, b_sq[j : j + chunk_size], rows @ b[j : j + chunk_size].T)
 
@@ -92,7 +97,7 @@ def farthest_first(
     if not 0 <= budget <= len(points):
         raise ValueError(f"cannot pick {budget} of {len(points)} points")
     order = torch.randperm(len(points), generator=generator).to(points.device)
-    points_sq = points.square().sum(1)
+    points_sq = sq_norms(points)
 
     def choose(sq: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
         return order[sq.masked_fill(picked, -1.0)[order].argmax().view(1)]
