@@ -70,6 +70,7 @@ def coreset_case(n: int, labelled: int, budget: int, dim: int, device: torch.dev
     """One k-center greedy selection over n random points; peak memory measured in this process."""
     from dalkit.strategies.coreset import k_center_greedy
 
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     g = torch.Generator().manual_seed(0)
     points = torch.randn(n, dim, generator=g).to(device)
     centers = torch.randn(labelled, dim, generator=g).to(device)
@@ -85,7 +86,7 @@ def coreset_case(n: int, labelled: int, budget: int, dim: int, device: torch.dev
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - (n + labelled) * dim * 4 / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before - (n + labelled) * dim * 4 / 2**20
     return {"seconds": seconds, "peak_extra_mb": peak, "picked": len(picked)}
 
 
