@@ -49,3 +49,11 @@ def test_user_errors_are_one_line(args, words, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and err.startswith("dalkit: error:") and len(err.splitlines()) == 1
+
+
+def test_compare_routes_named_strategy_options():
+    from dalkit.compare import options_for
+
+    options = {"bald.samples": 5, "coreset.robust": True, "chunk": 3}
+    assert options_for("bald", options) == {"samples": 5, "chunk": 3}
+    assert options_for("random", options) == {"chunk": 3}

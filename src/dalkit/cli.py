@@ -54,7 +54,12 @@ def experiment_arguments() -> argparse.ArgumentParser:
     g.add_argument("--budget", type=int, default=20, help="images labelled per cycle")
     g.add_argument("--cycles", type=int, default=6, help="training rounds (one query between two rounds)")
     g.add_argument("--candidates", type=int, help="random subset of the unlabelled pool scored per cycle")
-    g.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="e.g. samples=20")
+    g.add_argument(
+        "--strategy-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="e.g. samples=20; with compare, bald.samples=20 goes to bald only",
+    )
     g.add_argument(
         "--no-take-remaining",
         dest="take_remaining",

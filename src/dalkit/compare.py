@@ -54,22 +54,36 @@ def summarise(strategy: str, runs: list[ExperimentResult]) -> StrategySummary:
     )
 
 
+def options_for(strategy: str, options: dict) -> dict:
+    """The options meant for `strategy`: plain keys, and `strategy.key` keys with the prefix removed."""
+    chosen = {k: v for k, v in options.items() if "." not in k}
+    chosen.update({k.split(".", 1)[1]: v for k, v in options.items() if k.startswith(strategy + ".")})
+    return chosen
+
+
 def run_comparison(
     base: ExperimentConfig,
     strategies: Sequence[str],
     seeds: Sequence[int],
     log: Callable[[str], None] = print,
 ) -> Comparison:
-    """Run every strategy with every seed (same seed -> same initial set) and summarise."""
-    for name in strategies:  # fail on a bad name before any training
-        create_strategy(name, **(base.strategy_options if len(strategies) == 1 else {}))
+    """Run every strategy with every seed (same seed -> same initial set) and summarise.
+
+    `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only, while a plain
+    key goes to every strategy.
+    """
+    options = {name: options_for(name, base.strategy_options) for name in strategies}
+    for name in strategies:  # fail on a bad name or option before any training
+        create_strategy(name, **options[name])
     directory = unique_directory(Path(base.out_dir), f"compare-{base.dataset}-{base.model}")
     summaries = []
     for name in strategies:
         runs = []
         for seed in seeds:
             log(f"== {name}, seed {seed}")
-            config = replace(base, strategy=name, seed=seed, out_dir=str(directory / name))
+            config = replace(
+                base, strategy=name, strategy_options=options[name], seed=seed, out_dir=str(directory / name)
+            )
             runs.append(run_experiment(config, log))
         summaries.append(summarise(name, runs))
     comparison = Comparison(summaries, directory)
