@@ -30,7 +30,7 @@ def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
     assert (directory / "curves.png").is_file()
 
 
-@pytest.mark.parametrize("kind", ["strategies", "models", "datasets"])
+@pytest.mark.parametrize("kind", ["strategies", "models", "objectives", "datasets"])
 def test_listings(kind, capsys):
     assert main([kind]) == 0
     assert len(capsys.readouterr().out.splitlines()) > 2
@@ -52,7 +52,7 @@ def test_user_errors_are_one_line(args, words, tmp_path, capsys):
 
 
 def test_compare_routes_named_strategy_options():
-    from dalkit.compare import options_for
+    from dalkit.registry import options_for
 
     options = {"bald.samples": 5, "coreset.robust": True, "chunk": 3}
     assert options_for("bald", options) == {"samples": 5, "chunk": 3}

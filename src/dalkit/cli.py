@@ -47,6 +47,8 @@ def experiment_arguments() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="training batch size (default: the model's)")
     g.add_argument("--milestones", type=int_list, help="epochs at which lr is multiplied by 0.1, e.g. 160")
     g.add_argument("--weight-decay", type=float, help="weight decay (default: the model's)")
+    g.add_argument("--objectives", default="ce", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`)")
+    g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
     g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
     g = p.add_argument_group("active learning")
     g.add_argument("--initial", type=int, default=20, help="labelled images before the first cycle")
@@ -84,6 +86,8 @@ def build_config(args: argparse.Namespace, **fields):
         model=args.model,
         model_options=parse_options(args.model_option, "--model-option"),
         strategy_options=parse_options(args.strategy_option, "--strategy-option"),
+        objectives=tuple(name.strip() for name in args.objectives.split(",") if name.strip()),
+        objective_options=parse_options(args.objective_option, "--objective-option"),
         initial=args.initial,
         initial_mode=args.initial_mode,
         budget=args.budget,
@@ -139,11 +143,19 @@ def command_list(kind: str) -> None:
             d = entry.train_defaults
             schedule = f"{d.epochs} ep, lr {d.lr}, batch {d.batch_size}"
             rows.append([name, entry.summary, schedule])
+    elif kind == "objectives":
+        from dalkit.objectives import OBJECTIVES
+
+        rows = [[name, _first_line(OBJECTIVES.get(name).__doc__)] for name in OBJECTIVES.names()]
     else:
         from dalkit.data import DATASETS
 
         rows = [[name, _first_line(DATASETS.get(name).__doc__)] for name in DATASETS.names()]
-    headers = {"strategies": ["strategy", "what it does"], "models": ["model", "what it is", "default training"]}
+    headers = {
+        "strategies": ["strategy", "what it does"],
+        "models": ["model", "what it is", "default training"],
+        "objectives": ["objective", "what it adds to the loss"],
+    }
     print(format_table(headers.get(kind, ["data set", "what it is"]), rows))
 
 
@@ -163,7 +175,7 @@ def make_parser() -> argparse.ArgumentParser:
     compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
     compare.set_defaults(handler=command_compare)
-    for kind in ("strategies", "models", "datasets"):
+    for kind in ("strategies", "models", "objectives", "datasets"):
         sub.add_parser(kind, help=f"list the {kind}").set_defaults(handler=lambda a, k=kind: command_list(k))
     return parser
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
+from dalkit.registry import options_for
 from dalkit.report import area_under_curve, format_table, plot_learning_curves
 from dalkit.results import unique_directory
 from dalkit.strategies import create_strategy
@@ -52,13 +53,6 @@ def summarise(strategy: str, runs: list[ExperimentResult]) -> StrategySummary:
     return StrategySummary(
         strategy, runs[0].labelled, accuracy.mean(0), accuracy.std(0), float(aulc.mean()), float(aulc.std()), runs
     )
-
-
-def options_for(strategy: str, options: dict) -> dict:
-    """The options meant for `strategy`: plain keys, and `strategy.key` keys with the prefix removed."""
-    chosen = {k: v for k, v in options.items() if "." not in k}
-    chosen.update({k.split(".", 1)[1]: v for k, v in options.items() if k.startswith(strategy + ".")})
-    return chosen
 
 
 def run_comparison(

@@ -23,6 +23,8 @@ from dalkit.data.augment import Normalizer
 from dalkit.errors import DalkitError
 from dalkit.models import Classifier, create_model, model_entry
 from dalkit.models.base import prepare_model
+from dalkit.objectives import create_objective
+from dalkit.registry import options_for
 from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, environment, read_jsonl, unique_directory
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
@@ -45,6 +47,8 @@ class ExperimentConfig:
     model_options: dict = field(default_factory=dict)
     strategy: str = "margin"
     strategy_options: dict = field(default_factory=dict)
+    objectives: tuple[str, ...] = ("ce",)
+    objective_options: dict = field(default_factory=dict)
     initial: int = 20
     initial_mode: str = "random"
     budget: int = 20
@@ -146,7 +150,10 @@ class Experiment:
             config.dataset, config.data_root, config.download, **config.dataset_options
         )
         self.normalizer = Normalizer(*self.data.channel_stats())
-        self.trainer = Trainer(self.train_config, self.data.augment, self.normalizer, self.device, config.progress)
+        objectives = [create_objective(n, **options_for(n, config.objective_options)) for n in config.objectives]
+        self.trainer = Trainer(
+            self.train_config, self.data.augment, self.normalizer, self.device, config.progress, objectives
+        )
         self.train_images = self.data.train.images.to(self.device)
         self.pool = Pool(len(self.data.train))
         self.model: Classifier | None = None

@@ -14,11 +14,27 @@ from dalkit.errors import DalkitError
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    """Maps names to factories, with a helpful error for unknown names."""
+def call_with_options(factory: Callable[..., T], description: str, flag: str, **options) -> T:
+    """`factory(**options)`, turning an unknown or missing option into a one-sentence user error."""
+    try:
+        return factory(**options)
+    except TypeError as error:
+        raise DalkitError(f"{description} does not take these options ({error}); check {flag}.") from None
 
-    def __init__(self, kind: str) -> None:
+
+def options_for(name: str, options: dict) -> dict:
+    """The options meant for component `name`: plain keys, and `name.key` keys with the prefix removed."""
+    chosen = {k: v for k, v in options.items() if "." not in k}
+    chosen.update({k.split(".", 1)[1]: v for k, v in options.items() if k.startswith(name + ".")})
+    return chosen
+
+
+class Registry(Generic[T]):
+    """Maps names to factories, with a helpful error for unknown names and options."""
+
+    def __init__(self, kind: str, option_flag: str = "") -> None:
         self.kind = kind
+        self.option_flag = option_flag
         self._items: dict[str, Callable[..., T]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -37,8 +53,8 @@ class Registry(Generic[T]):
             choices = ", ".join(self.names())
             raise DalkitError(f"unknown {self.kind} {name!r}; choose one of: {choices}.") from None
 
-    def create(self, name: str, **kwargs) -> T:
-        return self.get(name)(**kwargs)
+    def create(self, name: str, **options) -> T:
+        return call_with_options(self.get(name), f"{self.kind} {name!r}", self.option_flag, **options)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,5 +1,8 @@
 """The one training loop: SGD with momentum and weight decay, step decay, batch augmentation on the device.
 
+The loss of a batch is the sum of the configured objectives (cross-entropy by default; see
+`dalkit.objectives`).
+
 The fast path in one place: the labelled images live on the device as uint8; each step gathers a
 batch, augments it (random crop with padding, flip) and normalises it there. The model runs in
 channels_last (faster convolutions on CPU too) and, on CUDA, under bf16 autocast. Nothing inside an
@@ -10,16 +13,17 @@ progress bar (images/s and ETA).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from dalkit.data.augment import Normalizer, augment_batch
 from dalkit.data.base import AugmentSpec
 from dalkit.models.base import Classifier, TrainDefaults, model_input
+from dalkit.objectives import CrossEntropy, Objective, Step
 from dalkit.strategies.base import autocast, inference_batch_size
 
 
@@ -32,7 +36,6 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     gamma: float = 0.1
-    label_smoothing: float = 0.0
 
     @classmethod
     def from_defaults(cls, defaults: TrainDefaults, **overrides) -> TrainConfig:
@@ -73,8 +76,10 @@ class Trainer:
         normalizer: Normalizer,
         device: torch.device,
         progress: bool = True,
+        objectives: Sequence[Objective] | None = None,
     ) -> None:
         self.config = config
+        self.objectives = list(objectives) if objectives else [CrossEntropy()]
         self.augment = augment
         self.device = device
         self.normalizer = normalizer.to(device)
@@ -92,7 +97,6 @@ class Trainer:
         n = len(images)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
-        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         slices = batch_slices(n, cfg.batch_size)
         seen = sum(s.stop - s.start for s in slices)
         model.train()
@@ -101,14 +105,19 @@ class Trainer:
         with tqdm(
             total=cfg.epochs * seen, unit="img", unit_scale=True, disable=None if self.progress else True, leave=False
         ) as bar:
-            for _ in range(cfg.epochs):
+
+            def inputs_for(idx: torch.Tensor) -> torch.Tensor:
+                return self._inputs(augment_batch(images[idx], self.augment, generator))
+
+            for epoch in range(cfg.epochs):
                 order = torch.randperm(n, device=self.device, generator=generator)
                 total = torch.zeros((), device=self.device)
                 for part in slices:
                     idx = order[part]
-                    x = self._inputs(augment_batch(images[idx], self.augment, generator))
+                    x = inputs_for(idx)
                     with autocast(self.device):
-                        batch_loss = criterion(model(x).logits.float(), labels[idx])
+                        step = Step(model, x, labels[idx], model(x), idx, labels, epoch, generator, inputs_for)
+                        batch_loss = sum(objective.loss(step) for objective in self.objectives)
                     optimizer.zero_grad(set_to_none=True)
                     batch_loss.backward()
                     optimizer.step()

@@ -7,5 +7,5 @@ from collections.abc import Callable
 from dalkit.data.base import DataSplits
 from dalkit.registry import Registry
 
-DATASETS: Registry[DataSplits] = Registry("data set")
+DATASETS: Registry[DataSplits] = Registry("data set", "--dataset-option")
 register_dataset: Callable = DATASETS.register

@@ -5,18 +5,21 @@ from __future__ import annotations
 from dalkit.models import resnet, small_cnn  # noqa: F401  (register the models)
 from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
 from dalkit.models.registry import MODELS, model_entry
+from dalkit.registry import call_with_options
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **options) -> Classifier:
     """Build a registered model; `options` are the model's own (width, dropout, ...)."""
-    from dalkit.errors import DalkitError
-
-    try:
-        return model_entry(name).build(
-            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **options
-        )
-    except TypeError as error:
-        raise DalkitError(f"model {name!r} does not take these options ({error}); check --model-option.") from None
+    build = model_entry(name).build
+    return call_with_options(
+        build,
+        f"model {name!r}",
+        "--model-option",
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        **options,
+    )
 
 
 def list_models() -> list[str]:

@@ -9,14 +9,7 @@ from dalkit.strategies.registry import STRATEGIES
 
 def create_strategy(name: str, **options) -> Strategy:
     """Build a registered strategy; `options` are its own parameters."""
-    from dalkit.errors import DalkitError
-
-    try:
-        return STRATEGIES.create(name, **options)
-    except TypeError as error:
-        raise DalkitError(
-            f"strategy {name!r} does not take these options ({error}); check --strategy-option."
-        ) from None
+    return STRATEGIES.create(name, **options)
 
 
 def list_strategies() -> list[str]:

@@ -7,5 +7,5 @@ from collections.abc import Callable
 from dalkit.registry import Registry
 from dalkit.strategies.base import Strategy
 
-STRATEGIES: Registry[Strategy] = Registry("strategy")
+STRATEGIES: Registry[Strategy] = Registry("strategy", "--strategy-option")
 register_strategy: Callable = STRATEGIES.register
