@@ -7,6 +7,8 @@ x0.1 at epoch 160, momentum 0.9, weight decay 5e-4, batch 128 (Yoo & Kweon 2019;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -33,6 +35,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(Classifier):
+    """`block(in_planes, planes, stride)` builds each residual block: a block class or any such factory."""
+
     def __init__(
         self,
         num_blocks: tuple[int, ...],
@@ -40,7 +44,7 @@ class ResNet(Classifier):
         in_channels: int = 3,
         width: int = 64,
         dropout: float = 0.0,
-        block: type[BasicBlock] = BasicBlock,
+        block: Callable[[int, int, int], nn.Module] = BasicBlock,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -51,7 +55,7 @@ class ResNet(Classifier):
             planes = width * 2**i
             layers = []
             for j in range(blocks):
-                layers.append(block(in_planes, planes, stride=1 if i == 0 or j > 0 else 2))
+                layers.append(block(in_planes, planes, 1 if i == 0 or j > 0 else 2))
                 in_planes = planes
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
