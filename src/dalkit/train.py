@@ -95,6 +95,8 @@ class Trainer:
         cfg = self.config
         images, labels = images.to(self.device), labels.to(self.device)
         n = len(images)
+        for objective in self.objectives:
+            objective.prepare(model)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
         slices = batch_slices(n, cfg.batch_size)

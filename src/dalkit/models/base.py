@@ -42,6 +42,49 @@ class Classifier(nn.Module, ABC):
         return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in self.modules())
 
 
+class StagedClassifier(Classifier):
+    """A stem, then stages; the embedding is the pooled last stage map, then dropout and a linear layer.
+
+    `forward` also returns every stage's map (Learning Loss and attention-based selection read them);
+    `stage_channels` lists their widths.
+    """
+
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: list[nn.Module],
+        stage_channels: tuple[int, ...],
+        num_classes: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.stem = stem
+        self.stages = nn.ModuleList(stages)
+        self.stage_channels = stage_channels
+        self.embedding_dim = stage_channels[-1]
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(self.embedding_dim, num_classes)
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage_features(x)[-1].mean(dim=(2, 3))
+
+    def head(self, z: torch.Tensor) -> ModelOutput:
+        return ModelOutput(self.linear(self.dropout(z)), z)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        features = self.stage_features(x)
+        return self.head(features[-1].mean(dim=(2, 3)))._replace(features=tuple(features))
+
+
 def prepare_model(model: Classifier, device: torch.device) -> Classifier:
     """Move to `device` in channels_last, the faster layout for convolutions on CUDA and on CPU."""
     return model.to(device=device, memory_format=torch.channels_last)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
+from dalkit.models.base import StagedClassifier, TrainDefaults
 from dalkit.models.registry import register_model
 
 
@@ -34,7 +34,7 @@ class BasicBlock(nn.Module):
         return torch.relu(self.residual(x) + self.shortcut(x))
 
 
-class ResNet(Classifier):
+class ResNet(StagedClassifier):
     """`block(in_planes, planes, stride)` builds each residual block: a block class or any such factory."""
 
     def __init__(
@@ -46,10 +46,7 @@ class ResNet(Classifier):
         dropout: float = 0.0,
         block: Callable[[int, int, int], nn.Module] = BasicBlock,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         stages, in_planes = [], width
         for i, blocks in enumerate(num_blocks):
             planes = width * 2**i
@@ -58,29 +55,8 @@ class ResNet(Classifier):
                 layers.append(block(in_planes, planes, 1 if i == 0 or j > 0 else 2))
                 in_planes = planes
             stages.append(nn.Sequential(*layers))
-        self.stages = nn.ModuleList(stages)
-        self.embedding_dim = in_planes
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(in_planes, num_classes)
-
-    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        features = []
-        for stage in self.stages:
-            out = stage(out)
-            features.append(out)
-        return features
-
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stage_features(x)[-1].mean(dim=(2, 3))
-
-    def head(self, z: torch.Tensor) -> ModelOutput:
-        return ModelOutput(self.linear(self.dropout(z)), z)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        features = self.stage_features(x)
-        out = self.head(features[-1].mean(dim=(2, 3)))
-        return out._replace(features=tuple(features))
+        channels = tuple(width * 2**i for i in range(len(num_blocks)))
+        super().__init__(stem, stages, channels, num_classes, dropout)
 
 
 PAPER_SCHEDULE = TrainDefaults(epochs=200, lr=0.1, milestones=(160,))

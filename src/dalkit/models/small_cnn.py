@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
+from dalkit.models.base import Classifier, ModelOutput, StagedClassifier, TrainDefaults
 from dalkit.models.registry import register_model
 
 
@@ -19,25 +19,14 @@ def conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-class SmallCNN(Classifier):
+class SmallCNN(StagedClassifier):
     def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, dropout: float = 0.3):
-        super().__init__()
-        self.num_classes = num_classes
-        self.embedding_dim = 4 * width
-        self.features = nn.Sequential(
+        stages = [
             conv_bn(in_channels, width),
-            conv_bn(width, 2 * width),
-            nn.MaxPool2d(2),
+            nn.Sequential(conv_bn(width, 2 * width), nn.MaxPool2d(2)),
             conv_bn(2 * width, 4 * width),
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(4 * width, num_classes)
-
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
-
-    def head(self, z: torch.Tensor) -> ModelOutput:
-        return ModelOutput(self.linear(self.dropout(z)), z)
+        ]
+        super().__init__(nn.Identity(), stages, (width, 2 * width, 4 * width), num_classes, dropout)
 
 
 class MnistCNN(Classifier):

@@ -31,7 +31,14 @@ class Step:
 
 
 class Objective(ABC):
-    """Constructors store parameters; `loss(step)` returns a scalar tensor."""
+    """Constructors store parameters; `loss(step)` returns a scalar tensor.
+
+    `prepare(model)` runs before the optimizer is built, so an objective can attach trainable modules
+    to the model (Learning Loss attaches its loss prediction module).
+    """
+
+    def prepare(self, model: Classifier) -> None:  # noqa: B027  (an optional hook)
+        """Called once per fit, before the optimizer exists; nothing to do by default."""
 
     @abstractmethod
     def loss(self, step: Step) -> torch.Tensor:
