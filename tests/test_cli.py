@@ -57,3 +57,20 @@ def test_compare_routes_named_strategy_options():
     options = {"bald.samples": 5, "coreset.robust": True, "chunk": 3}
     assert options_for("bald", options) == {"samples": 5, "chunk": 3}
     assert options_for("random", options) == {"chunk": 3}
+
+
+def test_method_preset_runs_and_explicit_options_override_it(tmp_path):
+    from dalkit.cli import build_config, make_parser
+
+    args = make_parser().parse_args(["run", "--method", "cskd-sa", "--strategy", "coreset"])
+    config = build_config(args, seed=0)
+    assert (config.model, config.objectives, config.strategy) == (
+        "resnet18-sa",
+        ("ce", "cskd", "learning-loss"),
+        "coreset",
+    )
+    small = ["--model-option", "width=8", "--epochs", "1", "--cycles", "2", "--initial", "10", "--budget", "5"]
+    assert main(["run", "--method", "cskd-sa", *small, "--no-progress", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    saved = json.loads((run_dir / "config.json").read_text())["experiment"]
+    assert saved["method"] == "cskd-sa" and saved["strategy"] == "learning-loss"

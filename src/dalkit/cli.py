@@ -1,4 +1,4 @@
-"""The `dalkit` command line: run, compare, and listings of strategies, models and data sets."""
+"""The `dalkit` command line: run, compare, and listings of methods, strategies, models, objectives and data sets."""
 
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ def experiment_arguments() -> argparse.ArgumentParser:
     g.add_argument("--download", action="store_true", help="download the data set if it is missing")
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. image_size=64")
     g = p.add_argument_group("model and training")
-    g.add_argument("--model", default="small-cnn", help="model name (see `dalkit models`); default: small-cnn")
+    g.add_argument("--method", help="a paper's preset of model, objectives and strategy (see `dalkit methods`)")
+    g.add_argument("--model", help="model name (see `dalkit models`); default: small-cnn or the method's")
     g.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="e.g. width=32, dropout=0.3")
     g.add_argument("--epochs", type=int, help="training epochs per cycle (default: the model's)")
     g.add_argument("--lr", type=float, help="learning rate (default: the model's)")
     g.add_argument("--batch-size", type=int, help="training batch size (default: the model's)")
     g.add_argument("--milestones", type=int_list, help="epochs at which lr is multiplied by 0.1, e.g. 160")
     g.add_argument("--weight-decay", type=float, help="weight decay (default: the model's)")
-    g.add_argument("--objectives", default="ce", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`)")
+    g.add_argument("--objectives", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`); default: ce")
     g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
     g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
     g = p.add_argument_group("active learning")
@@ -76,33 +77,42 @@ def experiment_arguments() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, **fields):
+    """ExperimentConfig from the parsed options: defaults, then the --method preset, then explicit options."""
     from dalkit.loop import ExperimentConfig
+    from dalkit.presets import method_fields
 
+    chosen = method_fields(args.method) if args.method else {}
+    explicit = {
+        "model": args.model,
+        "strategy": getattr(args, "strategy", None),
+        "objectives": tuple(n.strip() for n in args.objectives.split(",") if n.strip()) if args.objectives else None,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "milestones": tuple(args.milestones) if args.milestones is not None else None,
+        "weight_decay": args.weight_decay,
+    }
+    chosen.update({k: v for k, v in explicit.items() if v is not None})
     return ExperimentConfig(
+        method=args.method,
         dataset=args.dataset,
         data_root=args.data_root,
         download=args.download,
         dataset_options=parse_options(args.dataset_option, "--dataset-option"),
-        model=args.model,
         model_options=parse_options(args.model_option, "--model-option"),
         strategy_options=parse_options(args.strategy_option, "--strategy-option"),
-        objectives=tuple(name.strip() for name in args.objectives.split(",") if name.strip()),
         objective_options=parse_options(args.objective_option, "--objective-option"),
         initial=args.initial,
         initial_mode=args.initial_mode,
         budget=args.budget,
         cycles=args.cycles,
         candidates=args.candidates,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        milestones=tuple(args.milestones) if args.milestones is not None else None,
-        weight_decay=args.weight_decay,
         warm_start=args.warm_start,
         take_remaining=args.take_remaining,
         device=args.device,
         out_dir=args.out,
         progress=args.progress,
+        **chosen,
         **fields,
     )
 
@@ -110,7 +120,7 @@ def build_config(args: argparse.Namespace, **fields):
 def command_run(args: argparse.Namespace) -> None:
     from dalkit.loop import results_table, run_experiment
 
-    result = run_experiment(build_config(args, strategy=args.strategy, seed=args.seed))
+    result = run_experiment(build_config(args, seed=args.seed))
     print()
     print(results_table(result.records))
     print(f"\nrun directory: {result.directory} (learning curve: {result.directory / 'curve.png'})")
@@ -143,6 +153,10 @@ def command_list(kind: str) -> None:
             d = entry.train_defaults
             schedule = f"{d.epochs} ep, lr {d.lr}, batch {d.batch_size}"
             rows.append([name, entry.summary, schedule])
+    elif kind == "methods":
+        from dalkit.presets import METHODS
+
+        rows = [[name, METHODS.create(name).summary] for name in METHODS.names()]
     elif kind == "objectives":
         from dalkit.objectives import OBJECTIVES
 
@@ -155,6 +169,7 @@ def command_list(kind: str) -> None:
         "strategies": ["strategy", "what it does"],
         "models": ["model", "what it is", "default training"],
         "objectives": ["objective", "what it adds to the loss"],
+        "methods": ["method", "what it bundles"],
     }
     print(format_table(headers.get(kind, ["data set", "what it is"]), rows))
 
@@ -168,14 +183,14 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     shared = experiment_arguments()
     run = sub.add_parser("run", parents=[shared], help="run one active learning experiment")
-    run.add_argument("--strategy", default="margin", help="query strategy (see `dalkit strategies`)")
+    run.add_argument("--strategy", help="query strategy (see `dalkit strategies`); default: margin or the method's")
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(handler=command_run)
     compare = sub.add_parser("compare", parents=[shared], help="compare strategies over several seeds")
     compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
     compare.set_defaults(handler=command_compare)
-    for kind in ("strategies", "models", "objectives", "datasets"):
+    for kind in ("methods", "strategies", "models", "objectives", "datasets"):
         sub.add_parser(kind, help=f"list the {kind}").set_defaults(handler=lambda a, k=kind: command_list(k))
     return parser
 

@@ -39,6 +39,7 @@ INITIAL_MODES = ("random", "balanced")
 class ExperimentConfig:
     """Everything that defines an AL experiment; training fields left None take the model's defaults."""
 
+    method: str | None = None
     dataset: str = "digits"
     data_root: str = "data"
     download: bool = False
@@ -65,6 +66,13 @@ class ExperimentConfig:
     device: str = "auto"
     out_dir: str = "runs"
     progress: bool = True
+
+    @classmethod
+    def from_method(cls, method: str, **fields) -> ExperimentConfig:
+        """A paper's preset (see `dalkit.presets`), with `fields` overriding any part of it."""
+        from dalkit.presets import method_fields
+
+        return cls(method=method, **{**method_fields(method), **fields})
 
     def validate(self) -> None:
         """Check option values once, at the boundary, with a one-sentence message."""
