@@ -185,7 +185,12 @@ class Experiment:
         if len(labelled):
             labels = torch.from_numpy(self.pool.labels[labelled])
             generator = make_generator(derive_seed(cfg.seed, cycle, 3), self.device)
-            stats = self.trainer.fit(self.model, self.train_images[torch.from_numpy(labelled)], labels, generator)
+            unlabelled = None
+            if any(objective.uses_unlabelled for objective in self.trainer.objectives):
+                unlabelled = self.train_images[torch.from_numpy(self.candidate_subset(cycle))]
+            stats = self.trainer.fit(
+                self.model, self.train_images[torch.from_numpy(labelled)], labels, generator, unlabelled
+            )
             start = time.perf_counter()
             evaluation = self.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
             record.update(
@@ -198,6 +203,18 @@ class Experiment:
         record["class_counts"] = np.bincount(self.pool.labels[labelled], minlength=self.data.num_classes).tolist()
         return record
 
+    def candidate_subset(self, cycle: int) -> np.ndarray:
+        """This cycle's candidates: the unlabelled pool, or a seeded random subset of `candidates` images.
+
+        Drawn from the cycle's seed and the (unchanged) pool, so training (MoBY) and query see the same subset.
+        """
+        unlabelled = self.pool.unlabelled_indices()
+        size = self.config.candidates
+        if size is None or size >= len(unlabelled):
+            return unlabelled
+        rng = np.random.default_rng(derive_seed(self.config.seed, cycle, 2))
+        return np.sort(rng.choice(unlabelled, size=size, replace=False))
+
     def query(self, cycle: int) -> tuple[np.ndarray, np.ndarray | None, float]:
         cfg = self.config
         unlabelled = self.pool.unlabelled_indices()
@@ -206,21 +223,17 @@ class Experiment:
             if not cfg.take_remaining:
                 raise DalkitError(
                     f"only {len(unlabelled)} unlabelled images remain for a budget of {budget}; "
-                    "lower --budget or --cycles, or allow --take-remaining."
+                    "lower --budget or --cycles, or drop --no-take-remaining."
                 )
             self.log(f"only {len(unlabelled)} unlabelled images remain for a budget of {budget}: taking them all")
             budget = len(unlabelled)
-        rng = np.random.default_rng(derive_seed(cfg.seed, cycle, 2))
-        candidates = unlabelled
-        if cfg.candidates is not None and cfg.candidates < len(unlabelled):
-            candidates = np.sort(rng.choice(unlabelled, size=cfg.candidates, replace=False))
         assert self.model is not None
         ctx = QueryContext(
             self.model,
             self.train_images,
             self.normalizer.to(self.device),
             self.pool,
-            candidates,
+            self.candidate_subset(cycle),
             make_generator(derive_seed(cfg.seed, cycle, 4)),
             self.device,
             batch_size=inference_batch_size(self.device),

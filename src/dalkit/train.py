@@ -89,12 +89,29 @@ class Trainer:
         return model_input(self.normalizer(images))
 
     def fit(
-        self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        unlabelled: torch.Tensor | None = None,
     ) -> TrainStats:
-        """Train `model` in place; `images` (uint8) and `labels` are moved to the device once."""
+        """Train `model` in place; `images` (uint8) and `labels` are moved to the device once.
+
+        `unlabelled` (uint8 candidate images) is offered to objectives that learn from unlabelled
+        images (MoBY), through `Step.unlabelled_batch`.
+        """
         cfg = self.config
         images, labels = images.to(self.device), labels.to(self.device)
         n = len(images)
+        draw_unlabelled = None
+        if unlabelled is not None and len(unlabelled):
+            unlabelled = unlabelled.to(self.device)
+
+            def draw_unlabelled(count: int) -> torch.Tensor:
+                pick = torch.randint(len(unlabelled), (count,), device=self.device, generator=generator)
+                return unlabelled[pick]
+
         for objective in self.objectives:
             objective.prepare(model)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -111,18 +128,35 @@ class Trainer:
             def inputs_for(idx: torch.Tensor) -> torch.Tensor:
                 return self._inputs(augment_batch(images[idx], self.augment, generator))
 
+            steps = cfg.epochs * len(slices)
             for epoch in range(cfg.epochs):
                 order = torch.randperm(n, device=self.device, generator=generator)
                 total = torch.zeros((), device=self.device)
-                for part in slices:
+                for k, part in enumerate(slices):
                     idx = order[part]
                     x = inputs_for(idx)
                     with autocast(self.device):
-                        step = Step(model, x, labels[idx], model(x), idx, labels, epoch, generator, inputs_for)
+                        step = Step(
+                            model,
+                            x,
+                            labels[idx],
+                            model(x),
+                            idx,
+                            labels,
+                            epoch,
+                            generator,
+                            inputs_for,
+                            progress=(epoch * len(slices) + k) / steps,
+                            epochs=cfg.epochs,
+                            normalize=self._inputs,
+                            unlabelled_batch=draw_unlabelled,
+                        )
                         batch_loss = sum(objective.loss(step) for objective in self.objectives)
                     optimizer.zero_grad(set_to_none=True)
                     batch_loss.backward()
                     optimizer.step()
+                    for objective in self.objectives:
+                        objective.after_step(step)
                     total += batch_loss.detach() * (part.stop - part.start)
                 schedule.step()
                 loss = total.item() / seen

@@ -1,8 +1,10 @@
 """Training objectives: each adds one term to the loss of a batch; the trainer sums them.
 
 An objective sees a `Step`: the model, the batch's (augmented) inputs, labels and outputs, the
-epoch, and `inputs_for(indices)`, which gathers and augments other labelled images (CS-KD uses it
-for the paired images). Objectives are registered by name; a method from a paper names a bundle.
+epoch and the fraction of training done, `inputs_for(indices)`, which gathers and augments other
+labelled images (CS-KD uses it for the paired images), `normalize` (uint8 -> model input) and, when
+the run offers unlabelled candidates, `unlabelled_batch(count)` (uint8 images, for self-supervised
+terms). Objectives are registered by name; a method from a paper names a bundle.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class Step:
     epoch: int
     generator: torch.Generator
     inputs_for: Callable[[torch.Tensor], torch.Tensor]
+    progress: float = 0.0
+    epochs: int = 1
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
+    unlabelled_batch: Callable[[int], torch.Tensor] | None = None
 
 
 class Objective(ABC):
@@ -37,8 +43,14 @@ class Objective(ABC):
     to the model (Learning Loss attaches its loss prediction module).
     """
 
+    #: set by objectives that learn from unlabelled images: the loop then offers the candidates
+    uses_unlabelled: bool = False
+
     def prepare(self, model: Classifier) -> None:  # noqa: B027  (an optional hook)
         """Called once per fit, before the optimizer exists; nothing to do by default."""
+
+    def after_step(self, step: Step) -> None:  # noqa: B027  (an optional hook)
+        """Called after each optimizer step (momentum encoders update here); nothing by default."""
 
     @abstractmethod
     def loss(self, step: Step) -> torch.Tensor:
