@@ -61,7 +61,7 @@ def test_strategy_picks_the_largest_predicted_losses(context_factory):
         for p in module.parameters():
             p.normal_()
     strategy = create_strategy("learning-loss")
-    scores = strategy.predicted_losses(ctx)
+    scores = strategy.scores(ctx)
     picked = checked_select(strategy, ctx, 5).indices
     expected = ctx.candidates[np.argsort(-scores.numpy())[:5]]
     assert sorted(picked.tolist()) == sorted(expected.tolist())

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dalkit.errors import DalkitError
-from dalkit.strategies.base import QueryContext, Selection, Strategy, autocast, entropy, top_k
+from dalkit.strategies.base import QueryContext, RankingStrategy, autocast, entropy
 from dalkit.strategies.registry import register_strategy
 
 
@@ -61,7 +61,7 @@ class ConsistentDropout:
 
 
 @register_strategy("bald")
-class BALD(Strategy):
+class BALD(RankingStrategy):
     """Highest mutual information first; `samples` MC-dropout passes (20 by default)."""
 
     def __init__(self, samples: int = 20) -> None:
@@ -91,8 +91,3 @@ class BALD(Strategy):
         finally:
             model.train(was_training)
         return torch.cat(results)
-
-    def select(self, ctx: QueryContext, budget: int) -> Selection:
-        scores = self.scores(ctx)
-        picked = top_k(scores, budget, ctx.generator).cpu().numpy()
-        return Selection(ctx.candidates[picked], scores[picked].cpu().numpy())

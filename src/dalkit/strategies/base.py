@@ -123,17 +123,28 @@ class Strategy(ABC):
         """Pick `budget` distinct candidates (pool indices), most wanted first."""
 
 
-class ScoreStrategy(Strategy):
-    """A strategy that ranks candidates by one score computed from the model's probabilities."""
+class RankingStrategy(Strategy):
+    """A strategy that scores every candidate and takes the `budget` highest (ties broken at random)."""
+
+    @abstractmethod
+    def scores(self, ctx: QueryContext) -> torch.Tensor:
+        """One score per candidate; higher means more wanted."""
+
+    def select(self, ctx: QueryContext, budget: int) -> Selection:
+        scores = self.scores(ctx)
+        picked = top_k(scores, budget, ctx.generator).cpu().numpy()
+        return Selection(ctx.candidates[picked], scores[picked].cpu().numpy())
+
+
+class ScoreStrategy(RankingStrategy):
+    """A ranking by one score computed from the model's probabilities on the candidates."""
 
     @abstractmethod
     def score(self, probs: torch.Tensor) -> torch.Tensor:
         """Higher means more wanted."""
 
-    def select(self, ctx: QueryContext, budget: int) -> Selection:
-        scores = self.score(ctx.outputs("candidates").probs)
-        picked = top_k(scores, budget, ctx.generator).cpu().numpy()
-        return Selection(ctx.candidates[picked], scores[picked].cpu().numpy())
+    def scores(self, ctx: QueryContext) -> torch.Tensor:
+        return self.score(ctx.outputs("candidates").probs)
 
 
 def checked_select(strategy: Strategy, ctx: QueryContext, budget: int) -> Selection:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import torch
 
 from dalkit.objectives.learning_loss import loss_module
-from dalkit.strategies.base import QueryContext, Selection, Strategy, autocast, top_k
+from dalkit.strategies.base import QueryContext, RankingStrategy, autocast
 from dalkit.strategies.registry import register_strategy
 
 
 @register_strategy("learning-loss")
-class LearningLossStrategy(Strategy):
+class LearningLossStrategy(RankingStrategy):
     """Largest predicted loss first (needs the learning-loss objective during training)."""
 
-    def predicted_losses(self, ctx: QueryContext) -> torch.Tensor:
+    def scores(self, ctx: QueryContext) -> torch.Tensor:
         model = ctx.model
         module = loss_module(model)
         was_training = model.training
@@ -28,8 +28,3 @@ class LearningLossStrategy(Strategy):
                 scores.append(module(model(x).features).float())
         model.train(was_training)
         return torch.cat(scores)
-
-    def select(self, ctx: QueryContext, budget: int) -> Selection:
-        scores = self.predicted_losses(ctx)
-        picked = top_k(scores, budget, ctx.generator).cpu().numpy()
-        return Selection(ctx.candidates[picked], scores[picked].cpu().numpy())
