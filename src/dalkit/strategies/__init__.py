@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dalkit.strategies import badge, bald, coreset, learning_loss, probcover, random, typiclust, uncertainty  # noqa: F401  (register the strategies)
+from dalkit.strategies import badge, bald, coreset, gcn, learning_loss, probcover, random, typiclust, uncertainty, vaal  # noqa: F401  (register the strategies)
 from dalkit.strategies.base import QueryContext, Selection, Strategy, checked_select
 from dalkit.strategies.registry import STRATEGIES
 
