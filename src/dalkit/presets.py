@@ -45,6 +45,26 @@ register_method(
     model="resnet18",
     strategy="coreset",
 )
+# MoBYv2AL's protocol: CIFAR-10/100 start with 5,000 labels and add 2,500 per cycle, SVHN 1,000 + 1,000,
+# FashionMNIST 100 + 100; 10 cycles; a random subset of 10,000 unlabelled candidates per cycle (also the
+# images MoBY trains on); a fresh model each cycle. Training: SGD lr 0.01, momentum 0.9, weight decay 5e-4,
+# batch 128, 222 epochs (the reference's default), x0.1 at epochs 60, 120 and 160 (the reference meant to
+# decay there but never did, see dalkit.objectives.moby).
+register_method(
+    "mobyv2al",
+    "MoBYv2AL (Caramalau et al. 2022): ResNet-18 trained with CE + MoBY self-supervision on labelled and "
+    "candidate images, Core-Set (k-center greedy) on the query encoder's features; protocol: CIFAR 5,000 + 2,500, "
+    "SVHN 1,000 + 1,000, FashionMNIST 100 + 100",
+    model="resnet18",
+    objectives=("ce", "moby"),
+    strategy="mobyv2al",
+    epochs=222,
+    lr=0.01,
+    milestones=(60, 120, 160),
+    batch_size=128,
+    weight_decay=5e-4,
+    candidates=10000,
+)
 
 
 def method_fields(name: str) -> dict:

@@ -150,6 +150,7 @@ class Trainer:
                             epochs=cfg.epochs,
                             normalize=self._inputs,
                             unlabelled_batch=draw_unlabelled,
+                            raw=images[idx],
                         )
                         batch_loss = sum(objective.loss(step) for objective in self.objectives)
                     optimizer.zero_grad(set_to_none=True)

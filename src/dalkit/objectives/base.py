@@ -34,6 +34,7 @@ class Step:
     epochs: int = 1
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
     unlabelled_batch: Callable[[int], torch.Tensor] | None = None
+    raw: torch.Tensor | None = None  # the batch's labelled images before augmentation (uint8)
 
 
 class Objective(ABC):

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from dalkit.strategies import badge, bald, coreset, gcn, learning_loss, probcover, random, typiclust, uncertainty, vaal  # noqa: F401  (register the strategies)
+from dalkit.strategies import (  # noqa: F401  (register the strategies)
+    badge,
+    bald,
+    coreset,
+    gcn,
+    learning_loss,
+    mobyv2al,
+    probcover,
+    random,
+    typiclust,
+    uncertainty,
+    vaal,
+)
 from dalkit.strategies.base import QueryContext, Selection, Strategy, checked_select
 from dalkit.strategies.registry import STRATEGIES
 
