@@ -7,6 +7,7 @@ import json
 import pytest
 
 from dalkit.cli import main
+from dalkit.presets import list_methods
 
 FAST = ["--epochs", "2", "--initial", "10", "--budget", "5", "--cycles", "2", "--no-progress", "--device", "cpu"]
 
@@ -74,3 +75,13 @@ def test_method_preset_runs_and_explicit_options_override_it(tmp_path):
     (run_dir,) = tmp_path.iterdir()
     saved = json.loads((run_dir / "config.json").read_text())["experiment"]
     assert saved["method"] == "cskd-sa" and saved["strategy"] == "learning-loss"
+
+
+@pytest.mark.parametrize("method", [m for m in list_methods() if m != "cskd-sa"])
+def test_every_other_method_runs_end_to_end(method, tmp_path):
+    small = ["--model-option", "width=8", "--epochs", "1", "--cycles", "2", "--initial", "10", "--budget", "5"]
+    args = ["run", "--method", method, *small, "--candidates", "50", "--no-progress", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    records = [json.loads(line) for line in (run_dir / "cycles.jsonl").read_text().splitlines()]
+    assert [r["labelled"] for r in records] == [10, 15]

@@ -52,10 +52,10 @@ def experiment_arguments() -> argparse.ArgumentParser:
     g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
     g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
     g = p.add_argument_group("active learning")
-    g.add_argument("--initial", type=int, default=20, help="labelled images before the first cycle")
+    g.add_argument("--initial", type=int, help="labelled images before the first cycle; default 20")
     g.add_argument("--initial-mode", default="random", choices=["random", "balanced"])
-    g.add_argument("--budget", type=int, default=20, help="images labelled per cycle")
-    g.add_argument("--cycles", type=int, default=6, help="training rounds (one query between two rounds)")
+    g.add_argument("--budget", type=int, help="images labelled per cycle; default 20")
+    g.add_argument("--cycles", type=int, help="training rounds (one query between two rounds); default 6")
     g.add_argument("--candidates", type=int, help="random subset of the unlabelled pool scored per cycle")
     g.add_argument(
         "--strategy-option",
@@ -81,8 +81,7 @@ def build_config(args: argparse.Namespace, **fields):
     from dalkit.loop import ExperimentConfig
     from dalkit.presets import method_fields
 
-    chosen = method_fields(args.method) if args.method else {}
-    explicit = {
+    given = {
         "model": args.model,
         "strategy": getattr(args, "strategy", None),
         "objectives": tuple(n.strip() for n in args.objectives.split(",") if n.strip()) if args.objectives else None,
@@ -91,8 +90,13 @@ def build_config(args: argparse.Namespace, **fields):
         "batch_size": args.batch_size,
         "milestones": tuple(args.milestones) if args.milestones is not None else None,
         "weight_decay": args.weight_decay,
+        "initial": args.initial,
+        "budget": args.budget,
+        "cycles": args.cycles,
+        "candidates": args.candidates,
     }
-    chosen.update({k: v for k, v in explicit.items() if v is not None})
+    chosen = method_fields(args.method) if args.method else {}
+    chosen.update({k: v for k, v in given.items() if v is not None})
     return ExperimentConfig(
         method=args.method,
         dataset=args.dataset,
@@ -102,11 +106,7 @@ def build_config(args: argparse.Namespace, **fields):
         model_options=parse_options(args.model_option, "--model-option"),
         strategy_options=parse_options(args.strategy_option, "--strategy-option"),
         objective_options=parse_options(args.objective_option, "--objective-option"),
-        initial=args.initial,
         initial_mode=args.initial_mode,
-        budget=args.budget,
-        cycles=args.cycles,
-        candidates=args.candidates,
         warm_start=args.warm_start,
         take_remaining=args.take_remaining,
         device=args.device,
