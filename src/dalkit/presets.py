@@ -31,6 +31,19 @@ register_method(
     objectives=("ce", "learning-loss"),
     strategy="learning-loss",
 )
+# CS-KD active learning with Shuffle Attention (Pang et al., AIPR 2023). The paper is known only by its
+# abstract, which states: the classifier is trained with class-wise self-knowledge distillation to curb
+# overfitting on few labels; Shuffle Attention, combining spatial and channel information of the feature
+# maps, improves how informative unlabelled images are judged; evaluation against AL baselines on CIFAR-10,
+# CIFAR-100, SVHN and FashionMNIST (the Sequential-GCN / MoBYv2AL benchmark family).
+# Chosen where it is silent (each one an option):
+# - backbone: CIFAR ResNet-18 with SA in every block after the last BN (SA-Net's placement); the group
+#   count rule for 64-channel stages is `dalkit.models.attention.sa_groups` (--model-option sa_groups=G);
+# - CS-KD with the CS-KD paper's defaults T = 4, lambda = 1 (--objective-option cskd.temperature=...);
+# - "judging informativeness with SA features": a Learning Loss module fed by the SA-refined stage maps,
+#   ranking candidates by predicted loss (the benchmark family's Learning Loss baseline, made SA-aware);
+#   the alternative is Core-Set on the SA-refined embedding (--strategy coreset);
+# - the training schedule: the AL papers' ResNet-18 schedule (200 epochs, lr 0.1, x0.1 at 160).
 register_method(
     "cskd-sa",
     "CS-KD active learning with Shuffle Attention (Pang et al. 2023): resnet18-sa trained with CE + CS-KD, "
