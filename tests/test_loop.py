@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, initial_indices, run_experiment
+from dalkit.models import create_model
 from dalkit.results import read_jsonl
 
 
@@ -25,7 +27,7 @@ def quiet(_: str) -> None:
 def test_run_writes_a_complete_record(tmp_path):
     result = run_experiment(config(tmp_path, strategy="margin"), quiet)
     d = result.directory
-    for name in ["config.json", "cycles.jsonl", "cycles.csv", "selections.jsonl", "pool.json", "curve.png"]:
+    for name in ["config.json", "cycles.jsonl", "cycles.csv", "selections.jsonl", "pool.json", "curve.png", "model.pt"]:
         assert (d / name).is_file(), name
     records = read_jsonl(d / "cycles.jsonl")
     assert [r["labelled"] for r in records] == [10, 15, 20]
@@ -33,8 +35,14 @@ def test_run_writes_a_complete_record(tmp_path):
     assert all(len(r["per_class_accuracy"]) == 10 and sum(r["class_counts"]) == r["labelled"] for r in records)
     assert all(r["images_per_second"] > 0 and r["peak_memory_mb"] > 0 for r in records)
     assert all("query_seconds" in r for r in records[:-1])
+    # digits has ~130 training images per class: every class is many-shot, the other groups are empty
+    assert all(r["many_shot_accuracy"] == pytest.approx(r["balanced_accuracy"]) for r in records)
+    assert all(r["medium_shot_accuracy"] is None and r["few_shot_accuracy"] is None for r in records)
     pool = json.loads((d / "pool.json").read_text())
     assert len(pool["indices"]) == 20 and sorted(set(pool["cycle"])) == [0, 1, 2]
+    saved = torch.load(d / "model.pt")
+    model = create_model(saved["model"], saved["num_classes"], saved["in_channels"], saved["image_size"])
+    model.load_state_dict(saved["state_dict"])
     config_json = json.loads((d / "config.json").read_text())
     assert config_json["training"]["epochs"] == 2 and config_json["environment"]["torch"]
 

@@ -21,6 +21,7 @@ import torch
 from dalkit.data import DataSplits, Pool, load_dataset
 from dalkit.data.augment import Normalizer
 from dalkit.errors import DalkitError
+from dalkit.metrics import balanced_accuracy, shot_accuracies
 from dalkit.models import Classifier, create_model, model_entry
 from dalkit.models.base import prepare_model
 from dalkit.objectives import create_objective
@@ -195,13 +196,36 @@ class Experiment:
             evaluation = self.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
             record.update(
                 accuracy=evaluation.accuracy,
+                balanced_accuracy=balanced_accuracy(evaluation.per_class_accuracy),
+                **shot_accuracies(evaluation.per_class_accuracy, self.data.train.class_counts()),
                 per_class_accuracy=evaluation.per_class_accuracy,
+                train_loss=stats.final_loss,
                 train_seconds=stats.seconds,
                 images_per_second=stats.images_per_second,
                 eval_seconds=time.perf_counter() - start,
             )
         record["class_counts"] = np.bincount(self.pool.labels[labelled], minlength=self.data.num_classes).tolist()
         return record
+
+    def save_model(self, path: Path) -> None:
+        """The last cycle's model, with what is needed to rebuild it and normalise its inputs."""
+        assert self.model is not None
+        c, h, _ = self.data.train.image_shape
+        mean, std = self.normalizer.mean.flatten(), self.normalizer.std.flatten()
+        torch.save(
+            {
+                "model": self.config.model,
+                "model_options": self.config.model_options,
+                "num_classes": self.data.num_classes,
+                "in_channels": c,
+                "image_size": h,
+                "classes": self.data.train.classes,
+                "mean": mean.cpu(),
+                "std": std.cpu(),
+                "state_dict": self.model.state_dict(),
+            },
+            path,
+        )
 
     def candidate_subset(self, cycle: int) -> np.ndarray:
         """This cycle's candidates: the unlabelled pool, or a seeded random subset of `candidates` images.
@@ -283,6 +307,7 @@ class Experiment:
                 self.log("every pool image is labelled: stopping early")
                 break
         recorder.write_csv(records, CSV_COLUMNS)
+        self.save_model(directory / "model.pt")
         result = ExperimentResult(cfg, records, directory)
         plot_learning_curves(
             {cfg.strategy: (result.labelled, result.accuracy, None)},
@@ -296,6 +321,8 @@ CSV_COLUMNS = [
     "cycle",
     "labelled",
     "accuracy",
+    "balanced_accuracy",
+    "train_loss",
     "train_seconds",
     "images_per_second",
     "eval_seconds",

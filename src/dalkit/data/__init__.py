@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dalkit.data import cifar, digits, folder, mnist, svhn  # noqa: F401  (registers the data sets)
+from dalkit.data import cifar, digits, folder, longtail, mnist, svhn  # noqa: F401  (registers the data sets)
 from dalkit.data.base import AugmentSpec, DataSplits, ImageDataset
 from dalkit.data.pool import Pool
 from dalkit.data.registry import DATASETS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dalkit.models import attention, resnet, small_cnn  # noqa: F401  (register the models)
+from dalkit.models import attention, resnet, resnet_cifar, small_cnn  # noqa: F401  (register the models)
 from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
 from dalkit.models.registry import MODELS, model_entry
 from dalkit.registry import call_with_options
