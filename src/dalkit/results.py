@@ -9,6 +9,7 @@ RUN_DIR/curve.png         the learning curve
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import platform
@@ -33,7 +34,7 @@ def environment(device: torch.device) -> dict[str, str]:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # not a git checkout, or no git
         commit = subprocess.run(
             ["git", "-C", str(Path(dalkit.__file__).parent), "rev-parse", "HEAD"],
             capture_output=True,
@@ -42,8 +43,6 @@ def environment(device: torch.device) -> dict[str, str]:
         )
         if commit.returncode == 0:
             info["code_commit"] = commit.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
     return info
 
 
