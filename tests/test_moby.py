@@ -223,7 +223,7 @@ def test_loss_uses_labelled_and_unlabelled_images_and_trains_projector_predictor
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=3, width=8)
     objective = MoBY(queue_size=16)
-    objective.prepare(model)
+    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     raw, pool = images(6), images(20, seed=1)
     asked = []
 
@@ -260,7 +260,8 @@ def test_moby_trains_end_to_end_and_the_key_encoder_follows_without_gradients():
         progress=False,
         objectives=[CrossEntropy(), objective],
     )
-    objective.prepare(model)  # attach the heads now to record them; fit keeps them and re-copies the key
+    # attach the heads now to record them; fit keeps them and re-copies the key
+    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     projector = copy.deepcopy(model.moby_projector.state_dict())
     initial = {name: p.clone() for name, p in model.named_parameters()}
     labels = torch.randint(0, 3, (24,), generator=make_generator(2))

@@ -113,7 +113,7 @@ class Trainer:
                 return unlabelled[pick]
 
         for objective in self.objectives:
-            objective.prepare(model)
+            objective.prepare(model, images, labels)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
         slices = batch_slices(n, cfg.batch_size)

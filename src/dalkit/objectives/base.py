@@ -40,14 +40,15 @@ class Step:
 class Objective(ABC):
     """Constructors store parameters; `loss(step)` returns a scalar tensor.
 
-    `prepare(model)` runs before the optimizer is built, so an objective can attach trainable modules
-    to the model (Learning Loss attaches its loss prediction module).
+    `prepare(model, images, labels)` runs before the optimizer is built, with the labelled uint8 images and
+    labels on the training device, so an objective can attach trainable modules to the model (Learning Loss
+    attaches its loss prediction module) or fit what it needs from the labelled set.
     """
 
     #: set by objectives that learn from unlabelled images: the loop then offers the candidates
     uses_unlabelled: bool = False
 
-    def prepare(self, model: Classifier) -> None:  # noqa: B027  (an optional hook)
+    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027
         """Called once per fit, before the optimizer exists; nothing to do by default."""
 
     def after_step(self, step: Step) -> None:  # noqa: B027  (an optional hook)

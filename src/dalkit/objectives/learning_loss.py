@@ -68,7 +68,7 @@ class LearningLoss(Objective):
         self.weight = weight
         self.stop_epoch = stop_epoch
 
-    def prepare(self, model: Classifier) -> None:
+    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:
         loss_module(model)
 
     def loss(self, step: Step) -> torch.Tensor:

@@ -141,7 +141,7 @@ class MoBY(Objective):
         self.queues: dict[str, KeyQueue] = {}
         self.pending: dict[str, list[torch.Tensor]] = {}
 
-    def prepare(self, model: Classifier) -> None:
+    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Attach projector and predictor (once), then copy the model as the key encoder and reset the queues."""
         device = next(model.parameters()).device
         if not hasattr(model, "moby_projector"):
@@ -156,7 +156,7 @@ class MoBY(Objective):
 
     @torch.no_grad()
     def keys(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self.key is not None, "prepare(model) runs before the first step"
+        assert self.key is not None, "prepare() runs before the first step"
         return F.normalize(self.key.moby_projector(self.key.trunk(inputs)).float(), dim=1)
 
     def batch_loss(
@@ -191,7 +191,7 @@ class MoBY(Objective):
 
     def after_step(self, step: Step) -> None:
         """EMA of the key encoder and projector (m from the cosine schedule), then enqueue this step's keys."""
-        assert self.key is not None, "prepare(model) runs before the first step"
+        assert self.key is not None, "prepare() runs before the first step"
         momentum_update(step.model, self.key, momentum_at(step.progress, self.momentum))
         for view, keys in self.pending.items():
             if keys:
