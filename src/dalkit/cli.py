@@ -31,17 +31,21 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def experiment_arguments() -> argparse.ArgumentParser:
-    """Options shared by `run` and `compare`."""
-    p = argparse.ArgumentParser(add_help=False)
+def data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="digits", help="data set name (see `dalkit datasets`); default: digits")
     g.add_argument("--data-root", default="data", help="folder holding the data set (torchvision layout)")
     g.add_argument("--download", action="store_true", help="download the data set if it is missing")
-    g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. image_size=64")
+    g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. imbalance=100")
+
+
+def training_arguments(p: argparse.ArgumentParser, model_flag: str = "--model") -> None:
     g = p.add_argument_group("model and training")
-    g.add_argument("--method", help="a paper's preset of model, objectives and strategy (see `dalkit methods`)")
-    g.add_argument("--model", help="model name (see `dalkit models`); default: small-cnn or the method's")
+    if model_flag == "--model":
+        g.add_argument("--method", help="a paper's preset of model, objectives and strategy (see `dalkit methods`)")
+        g.add_argument("--model", help="model name (see `dalkit models`); default: small-cnn or the method's")
+    else:
+        g.add_argument(model_flag, dest="model", required=True, help="the student's model (see `dalkit models`)")
     g.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="e.g. width=32, dropout=0.3")
     g.add_argument("--epochs", type=int, help="training epochs per cycle (default: the model's)")
     g.add_argument("--lr", type=float, help="learning rate (default: the model's)")
@@ -50,8 +54,11 @@ def experiment_arguments() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, help="weight decay (default: the model's)")
     g.add_argument("--objectives", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`); default: ce")
     g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
-    g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
+
+
+def active_learning_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("active learning")
+    g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
     g.add_argument("--initial", type=int, help="labelled images before the first cycle; default 20")
     g.add_argument("--initial-mode", default="random", choices=["random", "balanced"])
     g.add_argument("--budget", type=int, help="images labelled per cycle; default 20")
@@ -69,10 +76,33 @@ def experiment_arguments() -> argparse.ArgumentParser:
         action="store_false",
         help="refuse, instead of taking what is left, when fewer images remain than the budget",
     )
+
+
+def run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--out", default="runs", help="folder for run directories; default: runs")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def experiment_arguments() -> argparse.ArgumentParser:
+    """Options shared by `run` and `compare`."""
+    p = argparse.ArgumentParser(add_help=False)
+    data_arguments(p)
+    training_arguments(p)
+    active_learning_arguments(p)
+    run_arguments(p)
+    return p
+
+
+def supervised_arguments(model_flag: str) -> argparse.ArgumentParser:
+    """Options of `train` (with the data set's) and `distill` (the data set is the teacher's)."""
+    p = argparse.ArgumentParser(add_help=False)
+    if model_flag == "--model":
+        data_arguments(p)
+    training_arguments(p, model_flag)
+    run_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -84,36 +114,37 @@ def build_config(args: argparse.Namespace, **fields):
     given = {
         "model": args.model,
         "strategy": getattr(args, "strategy", None),
+        **{key: getattr(args, key, None) for key in ("initial", "budget", "cycles", "candidates")},
         "objectives": tuple(n.strip() for n in args.objectives.split(",") if n.strip()) if args.objectives else None,
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.batch_size,
         "milestones": tuple(args.milestones) if args.milestones is not None else None,
         "weight_decay": args.weight_decay,
-        "initial": args.initial,
-        "budget": args.budget,
-        "cycles": args.cycles,
-        "candidates": args.candidates,
     }
-    chosen = method_fields(args.method) if args.method else {}
+    method = getattr(args, "method", None)
+    chosen = method_fields(method) if method else {}
     chosen.update({k: v for k, v in given.items() if v is not None})
+    chosen.update(fields)
+    if "dataset" not in chosen:  # `distill` passes the teacher's data set instead
+        chosen.update(
+            dataset=args.dataset,
+            data_root=args.data_root,
+            download=args.download,
+            dataset_options=parse_options(args.dataset_option, "--dataset-option"),
+        )
     return ExperimentConfig(
-        method=args.method,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        download=args.download,
-        dataset_options=parse_options(args.dataset_option, "--dataset-option"),
+        method=method,
         model_options=parse_options(args.model_option, "--model-option"),
-        strategy_options=parse_options(args.strategy_option, "--strategy-option"),
+        strategy_options=parse_options(getattr(args, "strategy_option", None), "--strategy-option"),
         objective_options=parse_options(args.objective_option, "--objective-option"),
-        initial_mode=args.initial_mode,
-        warm_start=args.warm_start,
-        take_remaining=args.take_remaining,
+        initial_mode=getattr(args, "initial_mode", "random"),
+        warm_start=getattr(args, "warm_start", False),
+        take_remaining=getattr(args, "take_remaining", True),
         device=args.device,
         out_dir=args.out,
         progress=args.progress,
         **chosen,
-        **fields,
     )
 
 
@@ -135,6 +166,25 @@ def command_compare(args: argparse.Namespace) -> None:
     print(f"test accuracy (%) by labelled images, mean +- std over seeds {args.seeds}:")
     print(comparison.table())
     print(f"\ncomparison directory: {comparison.directory} (plot: {comparison.directory / 'curves.png'})")
+
+
+def command_train(args: argparse.Namespace) -> None:
+    from dalkit.supervised import metrics_table, train_supervised
+
+    result = train_supervised(build_config(args, seed=args.seed, strategy="random"))
+    print()
+    print(metrics_table(result.records[-1]))
+    print(f"\nrun directory: {result.directory} (model: {result.directory / 'model.pt'})")
+
+
+def command_distill(args: argparse.Namespace) -> None:
+    from dalkit.supervised import distill
+
+    args.objectives = args.objectives or "kd"
+    distilled = distill(args.teacher, build_config(args, seed=args.seed, strategy="random", dataset=None))
+    print()
+    print(distilled.table)
+    print(f"\nrun directory: {distilled.result.directory} (student: {distilled.result.directory / 'model.pt'})")
 
 
 def command_list(kind: str) -> None:
@@ -190,6 +240,15 @@ def make_parser() -> argparse.ArgumentParser:
     compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
     compare.set_defaults(handler=command_compare)
+    train = sub.add_parser(
+        "train", parents=[supervised_arguments("--model")], help="train a model on every training image (no AL)"
+    )
+    train.set_defaults(handler=command_train)
+    distill = sub.add_parser(
+        "distill", parents=[supervised_arguments("--student")], help="distil a run's final model into a student"
+    )
+    distill.add_argument("--teacher", required=True, help="directory of the finished run whose model teaches")
+    distill.set_defaults(handler=command_distill)
     for kind in ("methods", "strategies", "models", "objectives", "datasets"):
         sub.add_parser(kind, help=f"list the {kind}").set_defaults(handler=lambda a, k=kind: command_list(k))
     return parser

@@ -24,10 +24,11 @@ from dalkit.errors import DalkitError
 from dalkit.metrics import balanced_accuracy, shot_accuracies
 from dalkit.models import Classifier, create_model, model_entry
 from dalkit.models.base import prepare_model
+from dalkit.models.saved import save_classifier
 from dalkit.objectives import create_objective
 from dalkit.registry import options_for
 from dalkit.report import format_table, plot_learning_curves
-from dalkit.results import RunRecorder, environment, read_jsonl, unique_directory
+from dalkit.results import RunRecorder, environment, read_jsonl, read_pool, unique_directory
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
 from dalkit.strategies import QueryContext, checked_select, create_strategy
 from dalkit.strategies.base import inference_batch_size
@@ -51,8 +52,9 @@ class ExperimentConfig:
     strategy_options: dict = field(default_factory=dict)
     objectives: tuple[str, ...] = ("ce",)
     objective_options: dict = field(default_factory=dict)
-    initial: int = 20
+    initial: int | None = 20  # None: every training image (a plain supervised run, `dalkit train`)
     initial_mode: str = "random"
+    initial_from: str | None = None  # a run directory whose labelled set (and labels) this run starts from
     budget: int = 20
     cycles: int = 6
     candidates: int | None = None
@@ -66,6 +68,7 @@ class ExperimentConfig:
     seed: int = 0
     device: str = "auto"
     out_dir: str = "runs"
+    name: str | None = None  # run-directory name; default DATASET-STRATEGY-seedN
     progress: bool = True
 
     @classmethod
@@ -78,7 +81,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Check option values once, at the boundary, with a one-sentence message."""
         checks = [
-            (self.initial >= 0, f"--initial must be 0 or more (got {self.initial})"),
+            (self.initial is None or self.initial >= 0, f"--initial must be 0 or more (got {self.initial})"),
             (self.budget >= 1, f"--budget must be at least 1 (got {self.budget})"),
             (self.cycles >= 1, f"--cycles must be at least 1 (got {self.cycles})"),
             (self.initial_mode in INITIAL_MODES, f"--initial-mode must be one of {', '.join(INITIAL_MODES)}"),
@@ -210,22 +213,30 @@ class Experiment:
     def save_model(self, path: Path) -> None:
         """The last cycle's model, with what is needed to rebuild it and normalise its inputs."""
         assert self.model is not None
-        c, h, _ = self.data.train.image_shape
-        mean, std = self.normalizer.mean.flatten(), self.normalizer.std.flatten()
-        torch.save(
-            {
-                "model": self.config.model,
-                "model_options": self.config.model_options,
-                "num_classes": self.data.num_classes,
-                "in_channels": c,
-                "image_size": h,
-                "classes": self.data.train.classes,
-                "mean": mean.cpu(),
-                "std": std.cpu(),
-                "state_dict": self.model.state_dict(),
-            },
-            path,
+        cfg, train = self.config, self.data.train
+        save_classifier(
+            path, self.model, cfg.model, cfg.model_options, train.image_shape, train.classes, self.normalizer
         )
+
+    def label_initial(self) -> None:
+        """Cycle 0's labels: another run's labelled set, every image, or `initial` chosen at random/balanced."""
+        cfg, truth = self.config, self.data.train.labels.numpy()
+        if cfg.initial_from is not None:
+            earlier = read_pool(cfg.initial_from)
+            if len(earlier) != len(self.pool):
+                raise DalkitError(
+                    f"the run at {cfg.initial_from} has a pool of {len(earlier)} images and this data set "
+                    f"{len(self.pool)}; start from a run on the same data set and options."
+                )
+            first = earlier.labelled_indices()
+            self.pool.label(first, earlier.labels[first], cycle=0)
+            return
+        if cfg.initial is None:
+            first = np.arange(len(self.pool))
+        else:
+            rng = np.random.default_rng(derive_seed(cfg.seed, 0))
+            first = initial_indices(truth, cfg.initial, cfg.initial_mode, rng)
+        self.pool.label(first, truth[first], cycle=0)
 
     def candidate_subset(self, cycle: int) -> np.ndarray:
         """This cycle's candidates: the unlabelled pool, or a seeded random subset of `candidates` images.
@@ -269,8 +280,7 @@ class Experiment:
     def run(self) -> ExperimentResult:
         cfg = self.config
         seed_everything(cfg.seed)
-        name = f"{cfg.dataset}-{cfg.strategy}-seed{cfg.seed}"
-        directory = unique_directory(Path(cfg.out_dir), name)
+        directory = unique_directory(Path(cfg.out_dir), cfg.name or f"{cfg.dataset}-{cfg.strategy}-seed{cfg.seed}")
         recorder = RunRecorder(directory)
         recorder.write_config(
             {
@@ -285,9 +295,7 @@ class Experiment:
                 "environment": environment(self.device),
             }
         )
-        rng = np.random.default_rng(derive_seed(cfg.seed, 0))
-        first = initial_indices(self.data.train.labels.numpy(), cfg.initial, cfg.initial_mode, rng)
-        self.pool.label(first, self.data.train.labels.numpy()[first], cycle=0)
+        self.label_initial()
         recorder.save_pool(self.pool)
         records = []
         for cycle in range(cfg.cycles):

@@ -22,6 +22,7 @@ import torch
 
 import dalkit
 from dalkit.data.pool import Pool
+from dalkit.errors import DalkitError
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -87,6 +88,17 @@ class RunRecorder:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(records)
+
+
+def read_pool(run_dir: str | Path) -> Pool:
+    """The labelled state a run left in RUN_DIR/pool.json; a clear error when it is missing or broken."""
+    path = Path(run_dir) / "pool.json"
+    try:
+        return Pool.from_state_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise DalkitError(f"{path} does not exist; give the directory of a dalkit run.") from None
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise DalkitError(f"{path} is not a pool saved by dalkit ({error}); give a dalkit run directory.") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -151,6 +151,7 @@ class Trainer:
                             normalize=self._inputs,
                             unlabelled_batch=draw_unlabelled,
                             raw=images[idx],
+                            pixels=self.normalizer.pixels,
                         )
                         batch_loss = sum(objective.loss(step) for objective in self.objectives)
                     optimizer.zero_grad(set_to_none=True)

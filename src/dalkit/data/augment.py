@@ -50,3 +50,7 @@ class Normalizer:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() / 255 - self.mean) / self.std).to(self.dtype)
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse: normalised input -> float images on the 0..255 scale."""
+        return (x.float() * self.std + self.mean) * 255

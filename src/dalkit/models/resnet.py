@@ -67,3 +67,8 @@ def resnet18(
     num_classes: int, in_channels: int = 3, image_size: int = 32, width: int = 64, dropout: float = 0.0
 ) -> ResNet:
     return ResNet((2, 2, 2, 2), num_classes, in_channels, width, dropout)
+
+
+@register_model("resnet18-w16", PAPER_SCHEDULE, "ResNet-18 at a quarter of the width (16 base channels), a student")
+def resnet18_w16(num_classes: int, in_channels: int = 3, image_size: int = 32, dropout: float = 0.0) -> ResNet:
+    return resnet18(num_classes, in_channels, image_size, width=16, dropout=dropout)

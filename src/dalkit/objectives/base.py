@@ -2,9 +2,10 @@
 
 An objective sees a `Step`: the model, the batch's (augmented) inputs, labels and outputs, the
 epoch and the fraction of training done, `inputs_for(indices)`, which gathers and augments other
-labelled images (CS-KD uses it for the paired images), `normalize` (uint8 -> model input) and, when
-the run offers unlabelled candidates, `unlabelled_batch(count)` (uint8 images, for self-supervised
-terms). Objectives are registered by name; a method from a paper names a bundle.
+labelled images (CS-KD uses it for the paired images), `normalize` (uint8 -> model input), `pixels`
+(its inverse, for a teacher with its own normalisation) and, when the run offers unlabelled
+candidates, `unlabelled_batch(count)` (uint8 images, for self-supervised terms). Objectives are
+registered by name; a method from a paper names a bundle.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Step:
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
     unlabelled_batch: Callable[[int], torch.Tensor] | None = None
     raw: torch.Tensor | None = None  # the batch's labelled images before augmentation (uint8)
+    pixels: Callable[[torch.Tensor], torch.Tensor] | None = None  # model input -> 0..255 images (inverse of normalize)
 
 
 class Objective(ABC):
