@@ -181,3 +181,16 @@ def test_cifar_lt_rejects_unknown_options(tmp_path):
     make_cifar10(tmp_path)
     with pytest.raises(DalkitError, match="imbalance, selection and seed"):
         load_dataset("cifar10-lt", tmp_path, imbalance_factor=10)
+
+
+def test_any_data_set_has_a_long_tailed_version_by_name():
+    from dalkit.data import load_dataset
+
+    splits = load_dataset("digits-lt", imbalance=10)
+    base = load_dataset("digits")
+    available = base.train.class_counts()
+    wanted = long_tailed_counts(int(available.max()), 10, 10)
+    assert splits.train.class_counts().tolist() == np.minimum(wanted, available).tolist()  # class 0 has 128 < 132
+    assert len(splits.test) == len(base.test)
+    with pytest.raises(DalkitError, match="does not take"):
+        load_dataset("digits-lt", colour=True)

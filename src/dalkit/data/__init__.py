@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dalkit.data import cifar, digits, folder, longtail, mnist, svhn  # noqa: F401  (registers the data sets)
 from dalkit.data.base import AugmentSpec, DataSplits, ImageDataset
+from dalkit.data.longtail import load_long_tailed
 from dalkit.data.pool import Pool
 from dalkit.data.registry import DATASETS
 
@@ -13,7 +14,14 @@ DEFAULT_DATA_ROOT = Path("data")
 
 
 def load_dataset(name: str, root: str | Path = DEFAULT_DATA_ROOT, download: bool = False, **options) -> DataSplits:
-    """Load a registered data set by name from `root` (torchvision's layout); see `list_datasets()`."""
+    """Load a registered data set by name from `root` (torchvision's layout); see `list_datasets()`.
+
+    NAME-lt is the long-tailed version of any registered NAME (options imbalance, selection, seed, then NAME's own;
+    see `dalkit.data.longtail`), unless NAME-lt is registered itself (cifar10-lt, cifar100-lt).
+    """
+    base = name.removesuffix("-lt")
+    if name not in DATASETS.names() and base != name and base in DATASETS.names():
+        return load_long_tailed(base, Path(root), download, **options)
     return DATASETS.get(name)(root=Path(root), download=download, **options)
 
 

@@ -12,9 +12,10 @@ CIFAR-10-LT / CIFAR-100-LT; `selection="first"` keeps the first n_i images of ea
 kept images stay in their original order.
 
 Where it is available: the registered data sets "cifar10-lt" and "cifar100-lt" (options imbalance=100,
-selection="random", seed=0, e.g. `--dataset cifar10-lt --dataset-option imbalance=50`), and, for any other data
-set, the public `long_tail(splits, ...)` applied to loaded splits or `load_long_tailed(name, root, ...)`, which loads
-a registered data set by name and makes it long-tailed.
+selection="random", seed=0, e.g. `--dataset cifar10-lt --dataset-option imbalance=50`), and NAME-lt for any other
+registered NAME (`--dataset svhn-lt`, `--dataset digits-lt`; `load_dataset` resolves it through
+`load_long_tailed(name, root, ...)`, which also takes NAME's own options); `long_tail(splits, ...)` applies to
+splits already loaded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dalkit.data.base import DataSplits
 from dalkit.data.cifar import load_cifar10, load_cifar100
 from dalkit.data.registry import DATASETS, register_dataset
 from dalkit.errors import DalkitError
+from dalkit.registry import call_with_options
 
 SELECTIONS = ("random", "first")
 DEFAULT_IMBALANCE = 100.0
@@ -86,7 +88,10 @@ def load_long_tailed(
     **options,
 ) -> DataSplits:
     """Any registered data set, loaded with its own `options`, then made long-tailed."""
-    splits = DATASETS.get(name)(root=Path(root), download=download, **options)
+    load = DATASETS.get(name)
+    splits = call_with_options(
+        load, f"data set {name!r}", "--dataset-option", root=Path(root), download=download, **options
+    )
     return long_tail(splits, imbalance, selection, seed)
 
 
