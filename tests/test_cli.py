@@ -60,6 +60,15 @@ def test_compare_routes_named_strategy_options():
     assert options_for("random", options) == {"chunk": 3}
 
 
+def test_option_keys_keep_dashes_in_component_names():
+    from dalkit.cli import parse_options
+    from dalkit.registry import options_for
+
+    options = parse_options(["hybrid-mixup.generator=cvae", "learning-loss.stop-epoch=5", "min-steps=3"], "--flag")
+    assert options == {"hybrid-mixup.generator": "cvae", "learning-loss.stop_epoch": 5, "min_steps": 3}
+    assert options_for("hybrid-mixup", options) == {"generator": "cvae", "min_steps": 3}
+
+
 def test_method_preset_runs_and_explicit_options_override_it(tmp_path):
     from dalkit.cli import build_config, make_parser
 

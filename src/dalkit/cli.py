@@ -11,16 +11,22 @@ from dalkit.errors import DalkitError
 
 
 def parse_options(pairs: Sequence[str] | None, flag: str) -> dict:
-    """KEY=VALUE pairs -> dict; values are Python literals where they parse, else strings."""
+    """KEY=VALUE pairs -> dict; values are Python literals where they parse, else strings.
+
+    Dashes in a key become underscores, but not in a `NAME.` prefix: component names keep theirs
+    (`learning-loss.stop-epoch=5` -> `learning-loss.stop_epoch`).
+    """
     options = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise DalkitError(f"{flag} expects KEY=VALUE, got {pair!r}; for example {flag} dropout=0.3.")
+        prefix, dot, name = key.rpartition(".")
+        key = prefix + dot + name.replace("-", "_")
         try:
-            options[key.replace("-", "_")] = ast.literal_eval(value)
+            options[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            options[key.replace("-", "_")] = value
+            options[key] = value
     return options
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from dalkit.objectives import cross_entropy, cskd, distill, learning_loss, mixup, moby  # noqa: F401  (registers them)
+from dalkit.objectives import (  # noqa: F401  (register the objectives)
+    cross_entropy,
+    cskd,
+    distill,
+    hybrid_mixup,
+    learning_loss,
+    mixup,
+    moby,
+)
 from dalkit.objectives.base import OBJECTIVES, Objective, Step
 from dalkit.objectives.cross_entropy import CrossEntropy
 
