@@ -35,7 +35,7 @@ def experiment_arguments() -> argparse.ArgumentParser:
     """Options shared by `run` and `compare`."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits", help="data set name (see `dalkit datasets`); default: digits")
+    g.add_argument("--dataset", help="data set name (see `dalkit datasets`); default: digits or the method's")
     g.add_argument("--data-root", default="data", help="folder holding the data set (torchvision layout)")
     g.add_argument("--download", action="store_true", help="download the data set if it is missing")
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. image_size=64")
@@ -48,12 +48,16 @@ def experiment_arguments() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="training batch size (default: the model's)")
     g.add_argument("--milestones", type=int_list, help="epochs at which lr is multiplied by 0.1, e.g. 160")
     g.add_argument("--weight-decay", type=float, help="weight decay (default: the model's)")
+    g.add_argument("--schedule", choices=["step", "cosine"], help="lr schedule: step (at --milestones) or cosine")
+    g.add_argument(
+        "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (default: off)"
+    )
     g.add_argument("--objectives", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`); default: ce")
     g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
     g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
     g = p.add_argument_group("active learning")
     g.add_argument("--initial", type=int, help="labelled images before the first cycle; default 20")
-    g.add_argument("--initial-mode", default="random", choices=["random", "balanced"])
+    g.add_argument("--initial-mode", choices=["random", "balanced"], help="default: random or the method's")
     g.add_argument("--budget", type=int, help="images labelled per cycle; default 20")
     g.add_argument("--cycles", type=int, help="training rounds (one query between two rounds); default 6")
     g.add_argument("--candidates", type=int, help="random subset of the unlabelled pool scored per cycle")
@@ -77,11 +81,18 @@ def experiment_arguments() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, **fields):
-    """ExperimentConfig from the parsed options: defaults, then the --method preset, then explicit options."""
+    """ExperimentConfig from the parsed options: defaults, then the --method preset, then explicit options.
+
+    Option dictionaries merge key by key: `--strategy-option k=v` overrides only the preset's `k`.
+    """
     from dalkit.loop import ExperimentConfig
     from dalkit.presets import method_fields
 
     given = {
+        "dataset": args.dataset,
+        "initial_mode": args.initial_mode,
+        "schedule": args.schedule,
+        "nesterov": args.nesterov,
         "model": args.model,
         "strategy": getattr(args, "strategy", None),
         "objectives": tuple(n.strip() for n in args.objectives.split(",") if n.strip()) if args.objectives else None,
@@ -97,16 +108,17 @@ def build_config(args: argparse.Namespace, **fields):
     }
     chosen = method_fields(args.method) if args.method else {}
     chosen.update({k: v for k, v in given.items() if v is not None})
+    for name, flag in [
+        ("dataset_options", "--dataset-option"),
+        ("model_options", "--model-option"),
+        ("strategy_options", "--strategy-option"),
+        ("objective_options", "--objective-option"),
+    ]:
+        chosen[name] = {**chosen.get(name, {}), **parse_options(getattr(args, flag[2:].replace("-", "_")), flag)}
     return ExperimentConfig(
         method=args.method,
-        dataset=args.dataset,
         data_root=args.data_root,
         download=args.download,
-        dataset_options=parse_options(args.dataset_option, "--dataset-option"),
-        model_options=parse_options(args.model_option, "--model-option"),
-        strategy_options=parse_options(args.strategy_option, "--strategy-option"),
-        objective_options=parse_options(args.objective_option, "--objective-option"),
-        initial_mode=args.initial_mode,
         warm_start=args.warm_start,
         take_remaining=args.take_remaining,
         device=args.device,
