@@ -39,7 +39,7 @@ def int_list(text: str) -> list[int]:
 
 def data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits", help="data set name (see `dalkit datasets`); default: digits")
+    g.add_argument("--dataset", help="data set name (see `dalkit datasets`); default: digits or the method's")
     g.add_argument("--data-root", default="data", help="folder holding the data set (torchvision layout)")
     g.add_argument("--download", action="store_true", help="download the data set if it is missing")
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. imbalance=100")
@@ -58,6 +58,10 @@ def training_arguments(p: argparse.ArgumentParser, model_flag: str = "--model") 
     g.add_argument("--batch-size", type=int, help="training batch size (default: the model's)")
     g.add_argument("--milestones", type=int_list, help="epochs at which lr is multiplied by 0.1, e.g. 160")
     g.add_argument("--weight-decay", type=float, help="weight decay (default: the model's)")
+    g.add_argument("--schedule", choices=["step", "cosine"], help="lr schedule: step (at --milestones) or cosine")
+    g.add_argument(
+        "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (default: off)"
+    )
     g.add_argument("--objectives", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`); default: ce")
     g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
 
@@ -66,7 +70,7 @@ def active_learning_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("active learning")
     g.add_argument("--warm-start", action="store_true", help="keep training the previous cycle's model")
     g.add_argument("--initial", type=int, help="labelled images before the first cycle; default 20")
-    g.add_argument("--initial-mode", default="random", choices=["random", "balanced"])
+    g.add_argument("--initial-mode", choices=["random", "balanced"], help="default: random or the method's")
     g.add_argument("--budget", type=int, help="images labelled per cycle; default 20")
     g.add_argument("--cycles", type=int, help="training rounds (one query between two rounds); default 6")
     g.add_argument("--candidates", type=int, help="random subset of the unlabelled pool scored per cycle")
@@ -113,11 +117,18 @@ def supervised_arguments(model_flag: str) -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, **fields):
-    """ExperimentConfig from the parsed options: defaults, then the --method preset, then explicit options."""
+    """ExperimentConfig from the parsed options: defaults, then the --method preset, then explicit options.
+
+    Option dictionaries merge key by key: `--strategy-option k=v` overrides only the preset's `k`.
+    """
     from dalkit.loop import ExperimentConfig
     from dalkit.presets import method_fields
 
     given = {
+        "dataset": getattr(args, "dataset", None),
+        "initial_mode": getattr(args, "initial_mode", None),
+        "schedule": args.schedule,
+        "nesterov": args.nesterov,
         "model": args.model,
         "strategy": getattr(args, "strategy", None),
         **{key: getattr(args, key, None) for key in ("initial", "budget", "cycles", "candidates")},
@@ -131,20 +142,19 @@ def build_config(args: argparse.Namespace, **fields):
     method = getattr(args, "method", None)
     chosen = method_fields(method) if method else {}
     chosen.update({k: v for k, v in given.items() if v is not None})
+    for name, flag in [
+        ("dataset_options", "--dataset-option"),
+        ("model_options", "--model-option"),
+        ("strategy_options", "--strategy-option"),
+        ("objective_options", "--objective-option"),
+    ]:
+        given_options = parse_options(getattr(args, flag[2:].replace("-", "_"), None), flag)
+        chosen[name] = {**chosen.get(name, {}), **given_options}
     chosen.update(fields)
-    if "dataset" not in chosen:  # `distill` passes the teacher's data set instead
-        chosen.update(
-            dataset=args.dataset,
-            data_root=args.data_root,
-            download=args.download,
-            dataset_options=parse_options(args.dataset_option, "--dataset-option"),
-        )
     return ExperimentConfig(
         method=method,
-        model_options=parse_options(args.model_option, "--model-option"),
-        strategy_options=parse_options(getattr(args, "strategy_option", None), "--strategy-option"),
-        objective_options=parse_options(args.objective_option, "--objective-option"),
-        initial_mode=getattr(args, "initial_mode", "random"),
+        data_root=getattr(args, "data_root", "data"),  # `distill` takes the teacher's data set instead
+        download=getattr(args, "download", False),
         warm_start=getattr(args, "warm_start", False),
         take_remaining=getattr(args, "take_remaining", True),
         device=args.device,
@@ -187,7 +197,7 @@ def command_distill(args: argparse.Namespace) -> None:
     from dalkit.supervised import distill
 
     args.objectives = args.objectives or "kd"
-    distilled = distill(args.teacher, build_config(args, seed=args.seed, strategy="random", dataset=None))
+    distilled = distill(args.teacher, build_config(args, seed=args.seed, strategy="random"))
     print()
     print(distilled.table)
     print(f"\nrun directory: {distilled.result.directory} (student: {distilled.result.directory / 'model.pt'})")

@@ -32,7 +32,7 @@ from dalkit.results import RunRecorder, environment, read_jsonl, read_pool, uniq
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
 from dalkit.strategies import QueryContext, checked_select, create_strategy
 from dalkit.strategies.base import inference_batch_size
-from dalkit.train import TrainConfig, Trainer
+from dalkit.train import SCHEDULES, TrainConfig, Trainer
 
 INITIAL_MODES = ("random", "balanced")
 
@@ -63,6 +63,8 @@ class ExperimentConfig:
     batch_size: int | None = None
     milestones: tuple[int, ...] | None = None
     weight_decay: float | None = None
+    schedule: str | None = None
+    nesterov: bool | None = None
     warm_start: bool = False
     take_remaining: bool = True
     seed: int = 0
@@ -90,6 +92,10 @@ class ExperimentConfig:
                 f"--candidates ({self.candidates}) must be at least --budget ({self.budget})",
             ),
             (self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
+            (
+                self.schedule is None or self.schedule in SCHEDULES,
+                f"--schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -103,6 +109,8 @@ class ExperimentConfig:
             batch_size=self.batch_size,
             milestones=self.milestones,
             weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            nesterov=self.nesterov,
         )
 
 
@@ -155,7 +163,8 @@ class Experiment:
         config.validate()
         self.config = config
         self.log = log
-        self.strategy = create_strategy(config.strategy, **config.strategy_options)
+        # plain keys, and `name.key` keys for this strategy (a preset may hold options for several strategies)
+        self.strategy = create_strategy(config.strategy, **options_for(config.strategy, config.strategy_options))
         self.train_config = config.train_config()
         self.device = resolve_device(config.device)
         self.data: DataSplits = load_dataset(
@@ -169,6 +178,7 @@ class Experiment:
         self.train_images = self.data.train.images.to(self.device)
         self.pool = Pool(len(self.data.train))
         self.model: Classifier | None = None
+        self.selection_info: dict = {}  # what the last query's strategy reports about it (e.g. which features)
 
     def new_model(self, cycle: int) -> Classifier:
         torch.manual_seed(derive_seed(self.config.seed, cycle, 1))
@@ -275,6 +285,7 @@ class Experiment:
         )
         start = time.perf_counter()
         selection = checked_select(self.strategy, ctx, budget)
+        self.selection_info = selection.info
         return selection.indices, selection.scores, time.perf_counter() - start
 
     def run(self) -> ExperimentResult:
@@ -304,9 +315,11 @@ class Experiment:
             if cycle + 1 < cfg.cycles and not exhausted:
                 picked, scores, seconds = self.query(cycle)
                 self.pool.label(picked, self.data.train.labels.numpy()[picked], cycle=cycle + 1)
-                recorder.record_selection(cycle + 1, picked, scores)
+                recorder.record_selection(cycle + 1, picked, scores, self.selection_info)
                 recorder.save_pool(self.pool)
                 record.update(query_seconds=seconds, selected=len(picked))
+                if self.selection_info:
+                    record["selection_info"] = self.selection_info
             record["peak_memory_mb"] = peak_memory_mb(self.device)
             recorder.record_cycle(record)
             records.append(record)

@@ -2,7 +2,8 @@
 
 RUN_DIR/config.json       the resolved configuration, versions, device, code commit
 RUN_DIR/cycles.jsonl      one record per cycle (appended after each cycle); cycles.csv at the end
-RUN_DIR/selections.jsonl  the pool indices (and scores) selected each cycle
+RUN_DIR/selections.jsonl  the pool indices (and scores) selected each cycle, and what the strategy reports
+                          about the query (`info`, e.g. which features TypiClust clustered)
 RUN_DIR/pool.json         the labelled state after the last completed step (Pool.state_dict)
 RUN_DIR/curve.png         the learning curve
 """
@@ -70,11 +71,15 @@ class RunRecorder:
     def record_cycle(self, record: dict) -> None:
         self._append("cycles.jsonl", record)
 
-    def record_selection(self, cycle: int, indices: np.ndarray, scores: np.ndarray | None) -> None:
+    def record_selection(
+        self, cycle: int, indices: np.ndarray, scores: np.ndarray | None, info: dict | None = None
+    ) -> None:
         entry = {"cycle": cycle, "indices": indices.tolist()}
         if scores is not None:
             values = np.round(np.asarray(scores, dtype=float), 6)
             entry["scores"] = [float(v) if np.isfinite(v) else None for v in values]  # JSON has no inf
+        if info:
+            entry["info"] = info
         self._append("selections.jsonl", entry)
 
     def save_pool(self, pool: Pool) -> None:

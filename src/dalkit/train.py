@@ -1,4 +1,4 @@
-"""The one training loop: SGD with momentum and weight decay, step decay, batch augmentation on the device.
+"""The one training loop: SGD with momentum and weight decay, step or cosine decay, batch augmentation on the device.
 
 The loss of a batch is the sum of the configured objectives (cross-entropy by default; see
 `dalkit.objectives`).
@@ -36,12 +36,21 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     gamma: float = 0.1
+    schedule: str = "step"  # "step": x gamma at each milestone; "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2
+    nesterov: bool = False
 
     @classmethod
     def from_defaults(cls, defaults: TrainDefaults, **overrides) -> TrainConfig:
-        """A model's default schedule with the given (non-None) fields replaced."""
+        """A model's default schedule with the given (non-None) fields replaced.
+
+        When `epochs` is changed and `milestones` is not, the default milestones keep their place in the schedule
+        (200 epochs with a decay at 160 becomes 50 with a decay at 40), so a shorter run still decays its lr.
+        """
         config = cls(**asdict(defaults))
-        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "epochs" in given and "milestones" not in given:
+            given["milestones"] = tuple(round(m * given["epochs"] / defaults.epochs) for m in defaults.milestones)
+        return replace(config, **given)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,16 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
     if n > 1 and slices[-1].stop - slices[-1].start == 1:
         slices.pop()
     return slices
+
+
+SCHEDULES = ("step", "cosine")
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch: step decay at `milestones`, or cosine from lr to 0 over the epochs (pycls's 'cos')."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
 
 
 class Trainer:
@@ -114,8 +133,10 @@ class Trainer:
 
         for objective in self.objectives:
             objective.prepare(model, images, labels)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        )
+        schedule = lr_schedule(optimizer, cfg)
         slices = batch_slices(n, cfg.batch_size)
         seen = sum(s.stop - s.start for s in slices)
         model.train()

@@ -34,8 +34,12 @@ class Outputs(NamedTuple):
 
 @dataclass
 class Selection:
+    """Picked pool indices in pick order, the score behind each, and what the strategy reports about the query
+    (`info`, JSON-able: e.g. which representation it read), written to the run's selection record."""
+
     indices: np.ndarray
     scores: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -162,4 +166,4 @@ def checked_select(strategy: Strategy, ctx: QueryContext, budget: int) -> Select
         raise RuntimeError(f"{type(strategy).__name__} returned {len(indices)} picks for a budget of {budget}")
     if not np.isin(indices, ctx.candidates).all():
         raise RuntimeError(f"{type(strategy).__name__} picked an image that is not a candidate")
-    return Selection(indices, selection.scores)
+    return Selection(indices, selection.scores, selection.info)

@@ -17,8 +17,10 @@ largest of the grid 0.05, 0.10, ..., 1.00 whose purity (fraction of points with 
 another cluster, so every delta of the grid is tried at once. It is chosen afresh each cycle, as the embeddings
 change with the model.
 
-Representation: the paper uses self-supervised features (SimCLR; DINO for ImageNet subsets); dalkit uses the
-backbone's own penultimate embeddings until a self-supervised encoder is available.
+Representation (option `features`, see `dalkit.strategies.representation`): the paper uses self-supervised
+features (SimCLR for CIFAR, as TypiClust; DINO for ImageNet subsets). `features=ssl` trains the SimCLR encoder with
+dalkit (`dalkit.ssl`, once per pool, cached); `features=backbone` (the default) uses the classifier's penultimate
+embeddings, recomputed each cycle. The selection's `info` records which, with the delta used.
 
 Memory: the graph is stored as a CSR matrix (4-5 bytes an edge, twice: out- and in-edges) and refused past
 `max_edges` edges; distances are computed in chunk_size x chunk_size tiles, the last partial ones included.
@@ -34,7 +36,8 @@ from dalkit.errors import DalkitError
 from dalkit.strategies.base import QueryContext, Selection, Strategy
 from dalkit.strategies.coreset import sq_distance_blocks
 from dalkit.strategies.registry import register_strategy
-from dalkit.strategies.typiclust import kmeans_labels, normalised_embeddings
+from dalkit.strategies.representation import Representation
+from dalkit.strategies.typiclust import kmeans_labels
 
 DELTAS = np.round(np.arange(1, 21) * 0.05, 2)  # the grid searched by the purity rule: 0.05, 0.10, ..., 1.00
 
@@ -139,7 +142,14 @@ def purity_delta(
 class ProbCover(Strategy):
     """ProbCover: greedy max coverage of the delta-graph, labelled balls covered first."""
 
-    def __init__(self, delta: float | None = None, alpha: float = 0.95, max_edges: int = 50_000_000) -> None:
+    def __init__(
+        self,
+        delta: float | None = None,
+        alpha: float = 0.95,
+        max_edges: int = 50_000_000,
+        features: str = "backbone",
+        **ssl_options,
+    ) -> None:
         if delta is not None and not delta > 0:
             raise DalkitError(f"the probcover option delta must be positive (got {delta}); pass e.g. delta=0.6.")
         if not 0 < alpha <= 1:
@@ -151,6 +161,7 @@ class ProbCover(Strategy):
         self.delta = delta
         self.alpha = alpha
         self.max_edges = max_edges
+        self.representation = Representation("probcover", features, ssl_options)
 
     def choose_delta(self, points: torch.Tensor, num_classes: int, ctx: QueryContext) -> float:
         """The given delta, or the purity rule's over k-means with one cluster per class."""
@@ -160,9 +171,10 @@ class ProbCover(Strategy):
         return purity_delta(points, clusters, self.alpha, ctx.chunk_size)
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
-        points = normalised_embeddings(ctx)
+        points, info = self.representation.points(ctx)
         num_labelled = len(points) - len(ctx.candidates)
         delta = self.choose_delta(points, ctx.num_classes, ctx)
         graph = delta_graph(points, delta, ctx.chunk_size, self.max_edges)
         picks, gains = max_coverage(graph, num_labelled, budget, ctx.generator)
-        return Selection(ctx.candidates[picks - num_labelled], gains.astype(float))
+        info = {**info, "delta": delta, "coverage": coverage(graph, np.concatenate([np.arange(num_labelled), picks]))}
+        return Selection(ctx.candidates[picks - num_labelled], gains.astype(float), info)

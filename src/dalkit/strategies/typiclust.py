@@ -7,9 +7,11 @@ labelled or selected point is chosen, and in it the most typical point:
 
     typicality(x) = 1 / (mean euclidean distance from x to its k nearest neighbours in the cluster + 1e-5).
 
-Representation: the paper clusters self-supervised features (SimCLR, or SCAN's clustering for TypiClust-SCAN);
-dalkit uses the backbone's own penultimate embeddings, recomputed each cycle, until a self-supervised encoder is
-available.
+Representation (option `features`, see `dalkit.strategies.representation`): the paper clusters self-supervised
+features (SimCLR ResNet-18 trained 500 epochs on the whole training set; SCAN's clustering for TypiClust-SCAN, not
+offered here). `features=ssl` trains that encoder with dalkit (`dalkit.ssl`, once per pool, cached);
+`features=backbone` (the default) clusters the classifier's penultimate embeddings, recomputed each cycle. The
+selection's `info` records which, with the number of clusters.
 
 Details taken from the authors' code (github.com/avihu111/TypiClust, deep-al/pycls/al/typiclust.py):
 K is capped at 500 clusters; KMeans for K <= 50, MiniBatchKMeans (batch 5000) above (with n_init 10 and 3, the
@@ -38,16 +40,9 @@ from dalkit.errors import DalkitError
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.coreset import sq_distance_blocks
 from dalkit.strategies.registry import register_strategy
+from dalkit.strategies.representation import Representation, normalised_embeddings  # noqa: F401  (re-exported)
 
 MINI_BATCH_ABOVE = 50  # the reference switches to MiniBatchKMeans above this many clusters
-
-
-def normalised_embeddings(ctx: QueryContext) -> torch.Tensor:
-    """L2-normalised embeddings of the labelled points then the candidates, (|labelled| + |candidates|, d)."""
-    labelled = ctx.outputs("labelled").embeddings
-    candidates = ctx.outputs("candidates").embeddings
-    points = torch.cat([labelled.to(candidates.device), candidates]).float()
-    return torch.nn.functional.normalize(points, dim=1)
 
 
 def kmeans_labels(points: torch.Tensor, num_clusters: int, generator: torch.Generator) -> np.ndarray:
@@ -131,7 +126,14 @@ def typiclust(
 class TypiClust(Strategy):
     """TypiClust: the most typical point of each of the largest clusters that hold no labelled point yet."""
 
-    def __init__(self, k_neighbours: int = 20, max_clusters: int = 500, min_cluster_size: int = 6) -> None:
+    def __init__(
+        self,
+        k_neighbours: int = 20,
+        max_clusters: int = 500,
+        min_cluster_size: int = 6,
+        features: str = "backbone",
+        **ssl_options,
+    ) -> None:
         for name, value in [("k_neighbours", k_neighbours), ("max_clusters", max_clusters)]:
             if value < 1:
                 raise DalkitError(f"the typiclust option {name} must be at least 1 (got {value}); pass e.g. {name}=20.")
@@ -143,9 +145,10 @@ class TypiClust(Strategy):
         self.k_neighbours = k_neighbours
         self.max_clusters = max_clusters
         self.min_cluster_size = min_cluster_size
+        self.representation = Representation("typiclust", features, ssl_options)
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
-        points = normalised_embeddings(ctx)
+        points, info = self.representation.points(ctx)
         num_labelled = len(points) - len(ctx.candidates)
         num_clusters = min(num_labelled + budget, self.max_clusters, len(points))
         clusters = kmeans_labels(points, num_clusters, ctx.generator)
@@ -159,4 +162,4 @@ class TypiClust(Strategy):
             min_cluster_size=self.min_cluster_size,
             chunk_size=ctx.chunk_size,
         )
-        return Selection(ctx.candidates[picks - num_labelled], scores)
+        return Selection(ctx.candidates[picks - num_labelled], scores, {**info, "clusters": num_clusters})
