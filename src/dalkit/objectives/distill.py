@@ -27,6 +27,8 @@ to its own input normalisation.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch.nn import functional as F
 
@@ -110,8 +112,9 @@ class Distillation(Objective):
         with autocast(inputs.device):
             return self.teacher.model(model_input(self.teacher.normalizer(inputs))).logits.float()
 
+    @abstractmethod
     def target(self, pixels: torch.Tensor, step: Step) -> torch.Tensor:
-        raise NotImplementedError
+        """The soft target q for a batch of 0..255 images (the student's augmented view)."""
 
     def loss(self, step: Step) -> torch.Tensor:
         assert step.pixels is not None, "the trainer supplies Step.pixels"
