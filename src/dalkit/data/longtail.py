@@ -20,13 +20,11 @@ splits already loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from dalkit.data.base import DataSplits
-from dalkit.data.cifar import load_cifar10, load_cifar100
 from dalkit.data.registry import DATASETS, register_dataset
 from dalkit.errors import DalkitError
 from dalkit.registry import call_with_options
@@ -90,35 +88,35 @@ def load_long_tailed(
     """Any registered data set, loaded with its own `options`, then made long-tailed."""
     load = DATASETS.get(name)
     splits = call_with_options(
-        load, f"data set {name!r}", "--dataset-option", root=Path(root), download=download, **options
+        load,
+        f"the long-tailed {name} (options imbalance, selection and seed, then those of {name})",
+        "--dataset-option",
+        root=Path(root),
+        download=download,
+        **options,
     )
     return long_tail(splits, imbalance, selection, seed)
 
 
-def register_long_tailed(name: str, base: Callable[..., DataSplits], summary: str) -> None:
-    """Register `name`: the data set `base` loads, long-tailed; its options are imbalance, selection and seed."""
+def register_long_tailed(name: str, base: str, summary: str) -> None:
+    """Register `name`: the registered data set `base`, long-tailed (options imbalance, selection, seed)."""
 
-    def load(
-        root: Path,
-        download: bool = False,
-        imbalance: float = DEFAULT_IMBALANCE,
-        selection: str = "random",
-        seed: int = 0,
-        **unknown,
-    ) -> DataSplits:
+    def load(root: Path, download: bool = False, **options) -> DataSplits:
+        unknown = set(options) - {"imbalance", "selection", "seed"}
         if unknown:
             raise DalkitError(
-                f"data set {name!r} has no option {', '.join(unknown)}; its options are imbalance, selection and seed."
+                f"data set {name!r} has no option {', '.join(sorted(unknown))}; its options are imbalance, selection "
+                "and seed."
             )
-        return long_tail(base(Path(root), download), imbalance, selection, seed)
+        return load_long_tailed(base, root, download, **options)
 
     load.__doc__ = summary
     register_dataset(name)(load)
 
 
 register_long_tailed(
-    "cifar10-lt", load_cifar10, "CIFAR-10-LT: 5,000 images of class 0 down to 5,000 / IF of class 9 (12,406 at IF 100)."
+    "cifar10-lt", "cifar10", "CIFAR-10-LT: 5,000 images of class 0 down to 5,000 / IF of class 9 (12,406 at IF 100)."
 )
 register_long_tailed(
-    "cifar100-lt", load_cifar100, "CIFAR-100-LT: 500 images of class 0 down to 500 / IF of class 99 (10,847 at IF 100)."
+    "cifar100-lt", "cifar100", "CIFAR-100-LT: 500 images of class 0 down to 500 / IF of class 99 (10,847 at IF 100)."
 )

@@ -44,11 +44,7 @@ from tqdm.auto import tqdm
 
 from dalkit.errors import DalkitError
 from dalkit.generators.base import LatentGenerator, register_generator
-
-
-def downsampling_steps(height: int, width: int) -> int:
-    """Stride-2 encoder steps: halve while the short side stays at least 2 (at least one step)."""
-    return max(1, int(math.log2(min(height, width))) - 1)
+from dalkit.models.vae import gaussian_kl, halvings
 
 
 class CVAENet(nn.Module):
@@ -68,7 +64,7 @@ class CVAENet(nn.Module):
         super().__init__()
         self.shape = (channels, height, width, num_classes)
         self.latent_dim = latent_dim
-        steps = downsampling_steps(height, width)
+        steps = halvings(height, width)
         widths = [base_width * 2 ** min(i, 2) for i in range(steps)]
         layers: list[nn.Module] = []
         h, w, cin = height, width, channels
@@ -214,7 +210,7 @@ class ConditionalVAE(LatentGenerator):
                     noise = torch.randn(mu.shape, generator=generator, device=generator.device).to(device)
                     z = mu + noise * (0.5 * logvar).exp()
                     recon = F.binary_cross_entropy_with_logits(net.decode(net.latent(z, y)), x, reduction="sum")
-                    kl = -0.5 * torch.sum(1 + logvar - mu.square() - logvar.exp())
+                    kl = gaussian_kl(mu, logvar)
                     loss = (recon + self.beta * kl) / len(idx)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

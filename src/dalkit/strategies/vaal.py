@@ -60,13 +60,9 @@ from tqdm.auto import tqdm
 
 from dalkit.errors import DalkitError
 from dalkit.models.base import model_input
+from dalkit.models.vae import gaussian_kl, halvings
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.registry import register_strategy
-
-
-def halvings(height: int, width: int) -> int:
-    """Stride-2 encoder convolutions: halve while the short side is at least 4 (32x32: 4, down to 2x2, as the code)."""
-    return max(1, int(np.log2(min(height, width))) - 1)
 
 
 def conv_block(conv: nn.Module, channels: int) -> list[nn.Module]:
@@ -142,8 +138,7 @@ def kaiming_init(*modules: nn.Module) -> None:
 
 def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float) -> torch.Tensor:
     """Reference beta-VAE loss: pixel-mean MSE + beta * KL(q(z|x) || N(0, I)) summed over batch and latent."""
-    kl = -0.5 * torch.sum(1 + logvar - mu.square() - logvar.exp())
-    return F.mse_loss(recon, x) + beta * kl
+    return F.mse_loss(recon, x) + beta * gaussian_kl(mu, logvar)
 
 
 def labelled_bce(logits: torch.Tensor, labelled: bool) -> torch.Tensor:
