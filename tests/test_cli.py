@@ -31,6 +31,36 @@ def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
     assert (directory / "curves.png").is_file()
 
 
+def test_compare_resume_reuses_finished_runs_and_reruns_the_rest(tmp_path, capsys):
+    base = ["compare", *FAST, "--seeds", "0", "--out", str(tmp_path)]
+    assert main([*base, "--strategies", "random"]) == 0
+    (directory,) = tmp_path.iterdir()
+    (first,) = (directory / "random").iterdir()
+    before = (first / "cycles.jsonl").read_text()
+    interrupted = directory / "margin" / "digits-margin-seed0"
+    interrupted.mkdir(parents=True)
+    (interrupted / "config.json").write_text("{}")  # an unfinished run: no cycles.csv
+    capsys.readouterr()
+
+    assert main([*base, "--strategies", "random,margin", "--resume", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert f"finished earlier, read from {first}" in out
+    assert [p.name for p in (directory / "random").iterdir()] == [first.name]
+    assert (first / "cycles.jsonl").read_text() == before
+    assert len(list((directory / "margin").iterdir())) == 2 and interrupted.is_dir()
+    assert set(json.loads((directory / "summary.json").read_text())) == {"random", "margin"}
+
+    # other settings (here --epochs) make a new run rather than reuse one
+    assert main([*base, "--strategies", "random", "--epochs", "1", "--resume", str(directory)]) == 0
+    assert len(list((directory / "random").iterdir())) == 2
+    assert "finished earlier" not in capsys.readouterr().out
+
+
+def test_compare_resume_needs_a_comparison_directory(tmp_path, capsys):
+    assert main(["compare", *FAST, "--resume", str(tmp_path / "nothing")]) == 2
+    assert "holds no dalkit comparison" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["strategies", "models", "objectives", "datasets"])
 def test_listings(kind, capsys):
     assert main([kind]) == 0

@@ -177,7 +177,7 @@ def command_compare(args: argparse.Namespace) -> None:
     from dalkit.compare import run_comparison
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    comparison = run_comparison(build_config(args), strategies, args.seeds)
+    comparison = run_comparison(build_config(args), strategies, args.seeds, resume=args.resume)
     print()
     print(f"test accuracy (%) by labelled images, mean +- std over seeds {args.seeds}:")
     print(comparison.table())
@@ -255,6 +255,11 @@ def make_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", parents=[shared], help="compare strategies over several seeds")
     compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
+    compare.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the comparison in DIR: its runs that finished with the same settings are reused",
+    )
     compare.set_defaults(handler=command_compare)
     train = sub.add_parser(
         "train", parents=[supervised_arguments("--model")], help="train a model on every training image (no AL)"

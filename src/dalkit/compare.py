@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
 from dalkit.registry import options_for
 from dalkit.report import area_under_curve, format_table, plot_learning_curves
-from dalkit.results import unique_directory
+from dalkit.results import read_jsonl, unique_directory
 from dalkit.strategies import create_strategy
 
 
@@ -60,29 +61,68 @@ def run_comparison(
     strategies: Sequence[str],
     seeds: Sequence[int],
     log: Callable[[str], None] = print,
+    resume: str | Path | None = None,
 ) -> Comparison:
     """Run every strategy with every seed (same seed -> same initial set) and summarise.
 
     `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only, while a plain
-    key goes to every strategy.
+    key goes to every strategy. `resume`, an earlier comparison's directory, continues it there: each run
+    that finished in it with the same settings is read back instead of run again (see `finished_run`), so
+    an interrupted benchmark loses only its unfinished runs and a strategy can be added to a finished one.
     """
     options = {name: options_for(name, base.strategy_options) for name in strategies}
     for name in strategies:  # fail on a bad name or option before any training
         create_strategy(name, **options[name])
-    directory = unique_directory(Path(base.out_dir), f"compare-{base.dataset}-{base.model}")
+    if resume is None:
+        directory = unique_directory(Path(base.out_dir), f"compare-{base.dataset}-{base.model}")
+    else:
+        directory = Path(resume)
+        if not (directory / "summary.json").exists() and not any(directory.glob("*/*/config.json")):
+            raise DalkitError(f"{directory} holds no dalkit comparison; give the directory `dalkit compare` printed.")
     summaries = []
     for name in strategies:
         runs = []
         for seed in seeds:
-            log(f"== {name}, seed {seed}")
             config = replace(
                 base, strategy=name, strategy_options=options[name], seed=seed, out_dir=str(directory / name)
             )
-            runs.append(run_experiment(config, log))
+            earlier = finished_run(config)
+            log(f"== {name}, seed {seed}" + (f": finished earlier, read from {earlier.directory}" if earlier else ""))
+            runs.append(earlier or run_experiment(config, log))
         summaries.append(summarise(name, runs))
     comparison = Comparison(summaries, directory)
     write_comparison(comparison, base)
     return comparison
+
+
+# Settings that do not change a run's results, so a finished run may be reused across them.
+NOT_SETTINGS = ("data_root", "download", "device", "out_dir", "progress")
+
+
+def settings(experiment: dict) -> dict:
+    """The experiment fields that define a run's results, as they read back from its config.json."""
+    plain = json.loads(json.dumps(experiment, default=str))
+    return {key: value for key, value in plain.items() if key not in NOT_SETTINGS}
+
+
+def finished_run(config: ExperimentConfig) -> ExperimentResult | None:
+    """A run under `config.out_dir` that finished (wrote cycles.csv) with the settings of `config`, if any.
+
+    A field that a run's config.json lacks (recorded before the option existed) counts as its default.
+    """
+    wanted = settings(asdict(config))
+    defaults = settings(asdict(ExperimentConfig()))
+    for config_path in sorted(Path(config.out_dir).glob("*/config.json")):
+        directory = config_path.parent
+        if not (directory / "cycles.csv").exists():
+            continue
+        try:
+            experiment = json.loads(config_path.read_text())["experiment"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if {**defaults, **settings(experiment)} == wanted:
+            return ExperimentResult(config, read_jsonl(directory / "cycles.jsonl"), directory)
+    return None
 
 
 def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
