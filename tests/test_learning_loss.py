@@ -65,3 +65,28 @@ def test_strategy_picks_the_largest_predicted_losses(context_factory):
     picked = checked_select(strategy, ctx, 5).indices
     expected = ctx.candidates[np.argsort(-scores.numpy())[:5]]
     assert sorted(picked.tolist()) == sorted(expected.tolist())
+
+
+def test_a_strategy_brings_the_objective_it_reads(tmp_path):
+    from dalkit.compare import run_comparison
+    from dalkit.loop import ExperimentConfig
+
+    assert ExperimentConfig(strategy="learning-loss").objectives == ("ce", "learning-loss")
+    assert ExperimentConfig(strategy="mobyv2al", objectives=["ce"]).objectives == ("ce", "moby")
+    assert ExperimentConfig(strategy="learning-loss", objectives=("learning-loss", "ce")).objectives == (
+        "learning-loss",
+        "ce",
+    )
+    base = ExperimentConfig(
+        initial=10, budget=5, cycles=2, epochs=1, progress=False, device="cpu", out_dir=str(tmp_path)
+    )
+    comparison = run_comparison(base, ["random", "learning-loss"], [0], log=lambda _: None)
+    random_run, ll_run = (s.runs[0] for s in comparison.summaries)
+    assert random_run.config.objectives == ("ce",)
+    assert ll_run.config.objectives == ("ce", "learning-loss")
+
+    def trained_loss_module(run) -> bool:
+        state = torch.load(run.directory / "model.pt", weights_only=False)["state_dict"]
+        return any(key.startswith("loss_prediction.") for key in state)
+
+    assert trained_loss_module(ll_run) and not trained_loss_module(random_run)

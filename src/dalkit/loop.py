@@ -32,6 +32,7 @@ from dalkit.results import RunRecorder, environment, read_jsonl, read_pool, uniq
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
 from dalkit.strategies import QueryContext, checked_select, create_strategy
 from dalkit.strategies.base import inference_batch_size
+from dalkit.strategies.registry import STRATEGIES
 from dalkit.train import SCHEDULES, TrainConfig, Trainer
 
 INITIAL_MODES = ("random", "balanced")
@@ -72,6 +73,14 @@ class ExperimentConfig:
     out_dir: str = "runs"
     name: str | None = None  # run-directory name; default DATASET-STRATEGY-seedN
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """A strategy that reads a training objective's output (learning-loss, mobyv2al) brings it along, so
+        `dalkit compare --strategies random,learning-loss` trains the loss module for that strategy only."""
+        self.objectives = tuple(self.objectives)
+        needed = STRATEGIES.get(self.strategy).objective
+        if needed and needed not in self.objectives:
+            self.objectives = (*self.objectives, needed)
 
     @classmethod
     def from_method(cls, method: str, **fields) -> ExperimentConfig:

@@ -122,6 +122,10 @@ def top_k(scores: torch.Tensor, k: int, generator: torch.Generator) -> torch.Ten
 class Strategy(ABC):
     """Base class: constructors only store parameters; `select` does the work."""
 
+    # The training objective whose output `select` reads (e.g. a loss prediction module); a run with this
+    # strategy trains with it even when --objectives leaves it out (see `ExperimentConfig`).
+    objective: str | None = None
+
     @abstractmethod
     def select(self, ctx: QueryContext, budget: int) -> Selection:
         """Pick `budget` distinct candidates (pool indices), most wanted first."""

@@ -17,6 +17,8 @@ from dalkit.strategies.registry import register_strategy
 class LearningLossStrategy(RankingStrategy):
     """Largest predicted loss first (needs the learning-loss objective during training)."""
 
+    objective = "learning-loss"
+
     def scores(self, ctx: QueryContext) -> torch.Tensor:
         model = ctx.model
         module = loss_module(model)

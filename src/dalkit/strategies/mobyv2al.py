@@ -19,5 +19,7 @@ from dalkit.strategies.registry import register_strategy
 class MoBYv2AL(CoreSet):
     """MoBYv2AL: k-center greedy on the query encoder's embeddings, labelled images as centres."""
 
+    objective = "moby"
+
     def __init__(self) -> None:
         super().__init__()
