@@ -74,6 +74,8 @@ def test_listings(kind, capsys):
         (["run", "--dataset", "cifar10", "--data-root", "/nonexistent"], "--download"),
         (["run", "--model-option", "width"], "KEY=VALUE"),
         (["run", "--model-option", "depth=3", "--epochs", "1", "--cycles", "1", "--no-progress"], "does not take"),
+        (["run", "--strategy-option", "bal.samples=5"], "strategy 'bal', which does not exist"),
+        (["compare", "--objective-option", "ckd.temperature=4"], "objective 'ckd', which does not exist"),
     ],
 )
 def test_user_errors_are_one_line(args, words, tmp_path, capsys):

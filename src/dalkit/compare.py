@@ -70,6 +70,7 @@ def run_comparison(
     that finished in it with the same settings is read back instead of run again (see `finished_run`), so
     an interrupted benchmark loses only its unfinished runs and a strategy can be added to a finished one.
     """
+    base.validate()
     options = {name: options_for(name, base.strategy_options) for name in strategies}
     for name in strategies:  # fail on a bad name or option before any training
         create_strategy(name, **options[name])

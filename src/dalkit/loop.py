@@ -25,7 +25,7 @@ from dalkit.metrics import balanced_accuracy, shot_accuracies
 from dalkit.models import Classifier, create_model, model_entry
 from dalkit.models.base import prepare_model
 from dalkit.models.saved import save_classifier
-from dalkit.objectives import create_objective
+from dalkit.objectives import OBJECTIVES, create_objective
 from dalkit.registry import options_for
 from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, environment, read_jsonl, read_pool, unique_directory
@@ -109,6 +109,8 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise DalkitError(message + ".")
+        STRATEGIES.check_prefixes(self.strategy_options)
+        OBJECTIVES.check_prefixes(self.objective_options)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_defaults(

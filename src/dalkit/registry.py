@@ -56,6 +56,17 @@ class Registry(Generic[T]):
     def create(self, name: str, **options) -> T:
         return call_with_options(self.get(name), f"{self.kind} {name!r}", self.option_flag, **options)
 
+    def check_prefixes(self, options: dict) -> None:
+        """Refuse a `name.key` option whose name is not registered here (see `options_for`): a typo in it
+        would otherwise send the option nowhere, silently."""
+        for key in options:
+            name = key.split(".", 1)[0]
+            if "." in key and name not in self._items:
+                raise DalkitError(
+                    f"option {key!r} is meant for {self.kind} {name!r}, which does not exist; check {self.option_flag} "
+                    f"(choose one of: {', '.join(self.names())})."
+                )
+
     def names(self) -> list[str]:
         return sorted(self._items)
 
