@@ -1,4 +1,4 @@
-"""The `dalkit` command line: run, compare, and listings of methods, strategies, models, objectives and data sets."""
+"""The `dalkit` command line: run, compare, train, distill, labelling projects, and the listings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from dalkit.errors import DalkitError
+from dalkit.project.cli import add_project_commands
 
 
 def parse_options(pairs: Sequence[str] | None, flag: str) -> dict:
@@ -270,6 +271,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     distill.add_argument("--teacher", required=True, help="directory of the finished run whose model teaches")
     distill.set_defaults(handler=command_distill)
+    add_project_commands(sub, parse_options)
     for kind in ("methods", "strategies", "models", "objectives", "datasets"):
         sub.add_parser(kind, help=f"list the {kind}").set_defaults(handler=lambda a, k=kind: command_list(k))
     return parser

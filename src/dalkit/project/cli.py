@@ -1,0 +1,142 @@
+"""`dalkit project ...`: create a labelling project, ask, import labels, serve the page, report, export."""
+
+from __future__ import annotations
+
+import argparse
+
+from dalkit.project.store import QUESTIONS_CSV
+from dalkit.report import format_table
+
+
+def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None:
+    """The `project` command and its actions, on the main parser's sub-parsers."""
+    project = sub.add_parser("project", help="label your own images: dalkit asks, you answer (CSV or web page)")
+    actions = project.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", help="start a project over a folder of unlabelled images")
+    create.add_argument("directory", help="the project's folder (created)")
+    create.add_argument("--images", required=True, help="folder of unlabelled images (sub-folders are searched)")
+    create.add_argument("--classes", required=True, help="comma-separated class names, e.g. cat,dog,bird")
+    create.add_argument("--model", default="resnet18", help="see `dalkit models`; default resnet18")
+    create.add_argument("--model-option", action="append", metavar="KEY=VALUE", default=[])
+    create.add_argument("--strategy", default="margin", help="see `dalkit strategies`; default margin")
+    create.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", default=[])
+    create.add_argument("--budget", type=int, default=20, help="images asked per round; default 20")
+    create.add_argument("--image-size", type=int, default=32, help="images are resized to this square; default 32")
+    create.add_argument("--channels", type=int, default=3, choices=(1, 3), help="3 colour (default), 1 grey")
+    create.add_argument("--epochs", type=int, help="training epochs per round; default: the model's")
+    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--device", default="auto")
+    create.set_defaults(
+        handler=lambda a: command_create(
+            a, parse_options(a.model_option, "--model-option"), parse_options(a.strategy_option, "--strategy-option")
+        )
+    )
+
+    ask = actions.add_parser("ask", help=f"train on the labels so far and write the next images to {QUESTIONS_CSV}")
+    ask.add_argument("directory")
+    ask.add_argument("--budget", type=int, help="images to ask for; default: the project's")
+    ask.set_defaults(handler=command_ask)
+
+    label = actions.add_parser("import", help="record the labels of a filled-in CSV (columns image, label)")
+    label.add_argument("directory")
+    label.add_argument("csv", help=f"the CSV, e.g. the project's {QUESTIONS_CSV} once filled in")
+    label.set_defaults(handler=command_import)
+
+    serve = actions.add_parser("serve", help="label in a web page: the asked images with one button per class")
+    serve.add_argument("directory")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this computer only)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(handler=command_serve)
+
+    status = actions.add_parser("status", help="labels per class, and per round how often the model guessed right")
+    status.add_argument("directory")
+    status.set_defaults(handler=command_status)
+
+    export = actions.add_parser("export", help="write every label given so far to a CSV")
+    export.add_argument("directory")
+    export.add_argument("--out", help="default: DIRECTORY/labels.csv")
+    export.set_defaults(handler=command_export)
+
+
+def command_create(args: argparse.Namespace, model_options: dict, strategy_options: dict) -> None:
+    from dalkit.project.project import Project
+
+    project = Project.create(
+        args.directory,
+        args.images,
+        args.classes.split(","),
+        model=args.model,
+        model_options=model_options,
+        strategy=args.strategy,
+        strategy_options=strategy_options,
+        budget=args.budget,
+        image_size=args.image_size,
+        channels=args.channels,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+    )
+    images = len(project.store.images())
+    print(f"project {args.directory}: {images} images, classes {', '.join(project.settings.classes)}")
+    print(f"next: dalkit project ask {args.directory}")
+
+
+def command_ask(args: argparse.Namespace) -> None:
+    project = open_project(args.directory)
+    asked = project.ask(args.budget)
+    rows = [
+        [k + 1, path, guess or "-", "-" if score is None else f"{score:.4g}"]
+        for k, (path, guess, score) in enumerate(zip(asked.paths, asked.guesses, asked.scores))
+    ]
+    print(format_table(["#", "image", "model guess", "score"], rows))
+    print(
+        f"\nround {asked.number}: {len(asked.paths)} images asked in {asked.seconds:.1f} s. Label them in "
+        f"{project.directory / QUESTIONS_CSV} (label column), then `dalkit project ask` again; or "
+        f"`dalkit project serve {args.directory}` to label in a web page."
+    )
+
+
+def command_import(args: argparse.Namespace) -> None:
+    project = open_project(args.directory)
+    changed = project.import_csv(args.csv)
+    print(f"{changed} label(s) recorded; {sum(project.class_counts().values())} images are labelled.")
+
+
+def command_serve(args: argparse.Namespace) -> None:
+    from dalkit.project.web import serve
+
+    project = open_project(args.directory)
+    server = serve(project, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"labelling page: http://{host}:{port}/  (Ctrl-C stops it; every label is saved as it is given)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def command_status(args: argparse.Namespace) -> None:
+    project = open_project(args.directory)
+    counts = project.class_counts()
+    print(format_table(["class", "labelled"], [[name, n] for name, n in counts.items()]))
+    rounds = [
+        [r["round"], r["asked"], r["labelled"], "-" if r["agreement"] is None else f"{100 * r['agreement']:.0f}%"]
+        for r in project.rounds()
+    ]
+    if rounds:
+        print()
+        print(format_table(["round", "asked", "labelled", "model guess right"], rounds))
+    print(f"\n{sum(counts.values())} of {len(project.store.images())} images labelled")
+
+
+def command_export(args: argparse.Namespace) -> None:
+    project = open_project(args.directory)
+    path = project.export_csv(args.out or project.directory / "labels.csv")
+    print(f"{sum(project.class_counts().values())} labels written to {path}")
+
+
+def open_project(directory: str):
+    from dalkit.project.project import Project
+
+    return Project.open(directory)
