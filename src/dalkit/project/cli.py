@@ -62,20 +62,15 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
 def command_create(args: argparse.Namespace, model_options: dict, strategy_options: dict) -> None:
     from dalkit.project.project import Project
 
+    plain = ("model", "strategy", "budget", "image_size", "channels", "epochs", "seed", "device")
+    settings = {name: getattr(args, name) for name in plain}
     project = Project.create(
         args.directory,
         args.images,
         args.classes.split(","),
-        model=args.model,
         model_options=model_options,
-        strategy=args.strategy,
         strategy_options=strategy_options,
-        budget=args.budget,
-        image_size=args.image_size,
-        channels=args.channels,
-        epochs=args.epochs,
-        seed=args.seed,
-        device=args.device,
+        **settings,
     )
     images = len(project.store.images())
     print(f"project {args.directory}: {images} images, classes {', '.join(project.settings.classes)}")
