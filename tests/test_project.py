@@ -71,6 +71,9 @@ def test_the_csv_loop_asks_then_learns_then_asks_for_the_ambiguous_images(folder
     assert sum("grey" in p for p in second.paths) >= 5
     assert (tmp_path / "p" / "model.pt").is_file()
 
+    predicted = project.predictions()  # the round-2 model, trained on dark vs bright
+    assert len(predicted) == 66 and all(predicted[p][0] == truth(p) for p in predicted if "grey" not in p)
+
     fill_in(questions)
     project.import_csv(questions)
     rounds = project.rounds()
@@ -193,6 +196,8 @@ def test_the_cli_runs_a_project_end_to_end(folder, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 label(s) recorded" in out and "4 of 66 images labelled" in out
     exported = list(csv.DictReader((tmp_path / "p" / "labels.csv").open()))
-    assert len(exported) == 4 and all(row["label"] == truth(row["image"]) for row in exported)
+    labelled = [row for row in exported if row["label"]]
+    assert len(exported) == 66 and len(labelled) == 4 and all(row["label"] == truth(row["image"]) for row in labelled)
+    assert all(row["prediction"] == "" for row in exported)  # only a random round so far: no model yet
     assert main(["project", "ask", str(tmp_path / "nothing")]) == 2
     assert "holds no dalkit project" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
     status.add_argument("directory")
     status.set_defaults(handler=command_status)
 
-    export = actions.add_parser("export", help="write every label given so far to a CSV")
+    export = actions.add_parser("export", help="write every image's label and the model's prediction to a CSV")
     export.add_argument("directory")
     export.add_argument("--out", help="default: DIRECTORY/labels.csv")
     export.set_defaults(handler=command_export)
@@ -128,7 +128,7 @@ def command_status(args: argparse.Namespace) -> None:
 def command_export(args: argparse.Namespace) -> None:
     project = open_project(args.directory)
     path = project.export_csv(args.out or project.directory / "labels.csv")
-    print(f"{sum(project.class_counts().values())} labels written to {path}")
+    print(f"{len(project.store.images())} images ({sum(project.class_counts().values())} labelled) written to {path}")
 
 
 def open_project(directory: str):

@@ -29,13 +29,13 @@ from dalkit.data.base import channel_stats, images_from_nhwc
 from dalkit.data.folder import PIL_MODES, image_files, read_image
 from dalkit.errors import DalkitError
 from dalkit.models import create_model, model_entry
-from dalkit.models.base import prepare_model
-from dalkit.models.saved import save_classifier
+from dalkit.models.base import model_input, prepare_model
+from dalkit.models.saved import load_classifier, save_classifier
 from dalkit.objectives import create_objective
 from dalkit.project.store import DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
 from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
 from dalkit.strategies import QueryContext, checked_select, create_strategy
-from dalkit.strategies.base import inference_batch_size
+from dalkit.strategies.base import inference_batch_size, predict
 from dalkit.strategies.registry import STRATEGIES
 from dalkit.train import TrainConfig, Trainer
 
@@ -320,12 +320,33 @@ class Project:
             counts[label] += 1
         return counts
 
+    def predictions(self) -> dict[str, tuple[str, float]]:
+        """Image path -> (class, probability) by the last round's model, for every readable image ({} before
+        the first trained round)."""
+        if not (self.directory / MODEL_FILE).is_file():
+            return {}
+        device = resolve_device(self.settings.device)
+        saved = load_classifier(self.directory / MODEL_FILE, device)
+        data = self.read_images()
+        size = inference_batch_size(device)
+        batches = (
+            model_input(saved.normalizer(data.pixels[k : k + size].to(device))) for k in range(0, len(data.ids), size)
+        )
+        confidence, predicted = predict(saved.model, batches, device).probs.max(1)
+        return {
+            path: (self.settings.classes[c], p)
+            for path, c, p in zip(data.paths, predicted.tolist(), confidence.tolist())
+        }
+
     def export_csv(self, path: str | Path) -> Path:
-        """Every labelled image with its current label, as a CSV (`image`, `label`)."""
-        paths = dict(self.store.images())
-        rows = [(paths[i], label) for i, label in sorted(self.store.current_labels().items())]
+        """Every image: its label if it has one, and the last round's model's prediction and probability."""
+        labels, predicted = self.labels(), self.predictions()
+        rows = [("image", "label", "prediction", "probability")]
+        for _, image in self.store.images():
+            guess, probability = predicted.get(image, ("", None))
+            rows.append((image, labels.get(image, ""), guess, "" if probability is None else f"{probability:.4f}"))
         path = Path(path)
-        write_atomically(path, [("image", "label"), *rows])
+        write_atomically(path, rows)
         return path
 
 
