@@ -124,3 +124,21 @@ def test_trainer_fits_with_mixup_alone():
     stats = trainer.fit(model, x, y, make_generator(0))
     assert torch.isfinite(torch.tensor(stats.final_loss))
     assert trainer.evaluate(model, x, y).accuracy == 1.0
+
+
+@pytest.mark.parametrize("objectives, passes_per_batch", [(["mixup"], 1), (["ce", "mixup"], 2)])
+def test_mixup_alone_skips_the_clean_forward_pass(objectives, passes_per_batch):
+    """As in the reference, with mixup alone the model sees only the mixed batch: one forward pass per batch."""
+    model = prepare_model(create_model("small-cnn", num_classes=2, in_channels=1, image_size=8, width=8), "cpu")
+    batches = []
+    model.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
+    trainer = Trainer(
+        TrainConfig(epochs=2, lr=0.05, batch_size=8),
+        AugmentSpec(),
+        Normalizer(torch.tensor([0.5]), torch.tensor([0.5])),
+        torch.device("cpu"),
+        progress=False,
+        objectives=[create_objective(name) for name in objectives],
+    )
+    trainer.fit(model, torch.zeros(32, 1, 8, 8, dtype=torch.uint8), torch.arange(32) % 2, make_generator(0))
+    assert len(batches) == 2 * 4 * passes_per_batch

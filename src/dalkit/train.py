@@ -150,6 +150,7 @@ class Trainer:
                 return self._inputs(augment_batch(images[idx], self.augment, generator))
 
             steps = cfg.epochs * len(slices)
+            clean_forward = any(objective.reads_output for objective in self.objectives)
             for epoch in range(cfg.epochs):
                 order = torch.randperm(n, device=self.device, generator=generator)
                 total = torch.zeros((), device=self.device)
@@ -161,7 +162,7 @@ class Trainer:
                             model,
                             x,
                             labels[idx],
-                            model(x),
+                            model(x) if clean_forward else None,
                             idx,
                             labels,
                             epoch,

@@ -25,7 +25,7 @@ class Step:
     model: Classifier
     inputs: torch.Tensor
     labels: torch.Tensor
-    output: ModelOutput
+    output: ModelOutput | None  # the model on `inputs`; None when no objective reads it (see Objective.reads_output)
     indices: torch.Tensor
     all_labels: torch.Tensor
     epoch: int
@@ -49,6 +49,9 @@ class Objective(ABC):
 
     #: set by objectives that learn from unlabelled images: the loop then offers the candidates
     uses_unlabelled: bool = False
+    #: whether `loss` reads `Step.output`; when no objective of a run does (mixup alone), the trainer skips that
+    #: forward pass on the clean batch
+    reads_output: bool = True
 
     def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027
         """Called once per fit, before the optimizer exists; nothing to do by default."""

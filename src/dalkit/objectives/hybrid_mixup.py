@@ -12,9 +12,9 @@ mixup in a set ratio. Here, per batch of B images with labels y:
     every sample's target:         t_i = lam * onehot(y_i) + (1 - lam) * onehot(y_perm(i))
     loss = mean_i  -sum_c t_ic log softmax(f(x~_i))_c                      (one forward pass over all B)
 
-Like `mixup` it replaces cross-entropy: name it alone (`--objectives hybrid-mixup`). The trainer's clean forward
-pass still happens (its output is unused), as for `mixup`; `ratio=0` gives exactly the `mixup` objective's loss
-(the same draws in the same order) and `ratio=1` sees only generated images.
+Like `mixup` it replaces cross-entropy: name it alone (`--objectives hybrid-mixup`); it does not read the
+trainer's clean forward pass, which is then skipped, as for `mixup`. `ratio=0` gives exactly the `mixup`
+objective's loss (the same draws in the same order) and `ratio=1` sees only generated images.
 
 The generator (`dalkit.generators`) is fitted once per `Trainer.fit`, in `prepare`, on the labelled images
 (the built-in `cvae` trains there; a pre-trained one does nothing or loads its weights). Its output shape is
@@ -85,6 +85,8 @@ def is_number(value: object) -> bool:
 class HybridMixup(Objective):
     """Hybrid Mixup: mixup of a conditional generator's latent codes plus image mixup (use instead of "ce")."""
 
+    reads_output = False
+
     def __init__(
         self,
         alpha: float = 1.0,
@@ -129,7 +131,7 @@ class HybridMixup(Objective):
         device = step.inputs.device
         lam = sample_beta(self.alpha, step.generator).to(device)
         perm = torch.randperm(len(step.inputs), generator=step.generator, device=step.generator.device).to(device)
-        onehot = F.one_hot(step.labels, step.output.logits.shape[1]).float()
+        onehot = F.one_hot(step.labels, step.model.num_classes).float()
         inputs, targets = mix(step.inputs, onehot, lam, perm)
         k = latent_count(self.ratio, len(step.inputs))
         if k == 0:

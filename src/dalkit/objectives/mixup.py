@@ -8,10 +8,10 @@ the batch; the model sees x~ = lam * x + (1 - lam) * x[perm] and the loss is
 (the reference's `mixup_criterion`; here the cross-entropy against the mixed one-hot labels, the same value).
 alpha = 0 means no mixing (lam = 1), as in the reference; alpha -> 0 gives lam in {0, 1}.
 
-mixup replaces cross-entropy: name it alone (`--objectives mixup`, not `ce,mixup`). The trainer's forward pass
-(`Step.output`) is of the clean batch, so this objective runs its own forward pass on the mixed batch; the clean
-pass still happens (its output is unused), so batch-norm running statistics see both batches, where the reference
-only forwards the mixed one.
+mixup replaces cross-entropy: name it alone (`--objectives mixup`, not `ce,mixup`). It runs its own forward pass
+on the mixed batch and does not read the trainer's pass on the clean batch (`reads_output = False`), so with
+mixup alone the trainer skips that pass: as in the reference, the model (and batch norm's running statistics)
+sees only the mixed batch.
 
 Randomness comes only from `Step.generator`, on its device, with no host synchronisation: `perm` from
 torch.randperm, and lam = G1 / (G1 + G2) with G1, G2 ~ Gamma(alpha, 1) drawn by Marsaglia & Tsang's (2000)
@@ -72,6 +72,8 @@ def sample_beta(alpha: float, generator: torch.Generator) -> torch.Tensor:
 class Mixup(Objective):
     """mixup: cross-entropy on a convex mix of the batch with a permutation of itself (use instead of "ce")."""
 
+    reads_output = False
+
     def __init__(self, alpha: float = 1.0) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
             raise DalkitError(f"the mixup option alpha must be a number >= 0, got {alpha!r}; e.g. alpha=1.")
@@ -81,7 +83,7 @@ class Mixup(Objective):
         device = step.inputs.device
         lam = sample_beta(self.alpha, step.generator).to(device)
         perm = torch.randperm(len(step.inputs), generator=step.generator, device=step.generator.device).to(device)
-        targets = F.one_hot(step.labels, step.output.logits.shape[1]).float()
+        targets = F.one_hot(step.labels, step.model.num_classes).float()
         inputs, targets = mix(step.inputs, targets, lam, perm)
         logits = step.model(model_input(inputs)).logits.float()
         return F.cross_entropy(logits, targets)  # probability targets: -sum_k targets_k log softmax_k, batch mean
