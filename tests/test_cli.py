@@ -29,6 +29,11 @@ def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["random"]["labelled"] == [10, 15] and summary["margin"]["seeds"] == [0, 1]
     assert (directory / "curves.png").is_file()
+    markdown = (directory / "summary.md").read_text().splitlines()
+    assert markdown[0] == "| strategy | 10 | 15 | AULC |" and markdown[1] == "| --- | --- | --- | --- |"
+    columns = list(zip(*(line.strip("| ").split(" | ") for line in markdown[2:])))
+    assert all(cell.startswith("**") for cell in columns[1])  # the same initial set: a tie, both bold
+    assert all(any(cell.startswith("**") for cell in column) for column in columns[1:])
 
 
 def test_compare_resume_reuses_finished_runs_and_reruns_the_rest(tmp_path, capsys):

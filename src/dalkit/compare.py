@@ -13,7 +13,7 @@ import numpy as np
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
 from dalkit.registry import options_for
-from dalkit.report import area_under_curve, format_table, plot_learning_curves
+from dalkit.report import area_under_curve, format_table, markdown_table, plot_learning_curves
 from dalkit.results import read_jsonl, unique_directory
 from dalkit.strategies import create_strategy
 
@@ -34,15 +34,21 @@ class Comparison:
     summaries: list[StrategySummary]
     directory: Path
 
-    def table(self) -> str:
-        """Mean +- std test accuracy (%) per labelled-set size, and the normalised AULC."""
+    def table(self, markdown: bool = False) -> str:
+        """Mean +- std test accuracy (%) per labelled-set size, and the normalised AULC; in Markdown, the best
+        mean of each column is in bold."""
         budgets = self.summaries[0].labelled
         headers = ["strategy", *[str(b) for b in budgets], "AULC"]
+        means = np.array([[*s.mean, s.aulc_mean] for s in self.summaries])
+        stds = np.array([[*s.std, s.aulc_std] for s in self.summaries])
+        best = means.max(0)
         rows = []
-        for s in self.summaries:
-            cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std)]
-            rows.append([s.strategy, *cells, f"{100 * s.aulc_mean:.2f} +- {100 * s.aulc_std:.2f}"])
-        return format_table(headers, rows)
+        for s, mean, std in zip(self.summaries, means, stds):
+            cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(mean, std)]
+            if markdown:
+                cells = [f"**{c}**" if m == top else c for c, m, top in zip(cells, mean, best)]
+            rows.append([s.strategy, *cells])
+        return markdown_table(headers, rows) if markdown else format_table(headers, rows)
 
 
 def summarise(strategy: str, runs: list[ExperimentResult]) -> StrategySummary:
@@ -129,6 +135,7 @@ def finished_run(config: ExperimentConfig) -> ExperimentResult | None:
 def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
     directory = comparison.directory
     (directory / "summary.txt").write_text(comparison.table() + "\n")
+    (directory / "summary.md").write_text(comparison.table(markdown=True) + "\n")
     summary = {
         s.strategy: {
             "labelled": s.labelled,
