@@ -117,6 +117,14 @@ def test_a_broken_csv_is_one_sentence_and_records_nothing(folder, tmp_path, cont
     assert project.labels() == {"dark05.png": "night"}
 
 
+def test_a_spreadsheet_csv_with_semicolons_and_a_byte_order_mark_is_read(folder, tmp_path):
+    project = Project.create(tmp_path / "p", folder, ["night", "day"], **SETTINGS)
+    saved = tmp_path / "labels.csv"
+    saved.write_bytes("\ufeffimage;label;model_guess\r\ndark00.png;night;\r\nmore/bright03.png;day;night\r\n".encode())
+    assert project.import_csv(saved) == 2
+    assert project.labels() == {"dark00.png": "night", "more/bright03.png": "day"}
+
+
 def test_a_filled_in_csv_is_imported_before_it_is_replaced(folder, tmp_path):
     project = Project.create(tmp_path / "p", folder, ["night", "day"], **SETTINGS)
     project.ask(log=lambda _: None, progress=False)

@@ -351,10 +351,16 @@ class Project:
 
 
 def read_label_csv(path: Path) -> list[tuple[str, str]]:
-    """(image, label) rows of a CSV whose header has `image` and `label` columns; empty labels are skipped."""
+    """(image, label) rows of a CSV whose header has `image` and `label` columns; empty labels are skipped.
+
+    Commas, semicolons (what spreadsheets save in many locales) and tabs all separate cells; the header says which.
+    """
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
+            header = handle.readline()
+            handle.seek(0)
+            delimiter = max(",;\t", key=header.count)
+            reader = csv.DictReader(handle, delimiter=delimiter)
             if reader.fieldnames is None or not {"image", "label"} <= set(reader.fieldnames):
                 raise DalkitError(
                     f"{path} needs a header with 'image' and 'label' columns (found {reader.fieldnames}); "
