@@ -158,6 +158,14 @@ def test_bad_project_settings_are_refused(folder, tmp_path, kwargs, words):
     assert not (tmp_path / "p").exists()
 
 
+def test_a_folder_without_images_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DalkitError, match="holds no image file"):
+        Project.create(tmp_path / "p", tmp_path / "empty", ["a", "b"])
+    assert not (tmp_path / "p").exists()
+
+
 def request(base: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
     try:

@@ -116,13 +116,12 @@ class Project:
             raise DalkitError(f"image folder {images} was not found; pass --images pointing at your images.")
         settings = ProjectSettings(str(images), [c.strip() for c in classes], **options)
         settings.validate()
+        if not image_files(images):
+            raise DalkitError(f"{images} holds no image file; add images (.png, .jpg, ...) or pass another --images.")
         directory.mkdir(parents=True, exist_ok=True)
         project = cls(directory, LabelStore(directory / DATABASE), settings)
         project.store.set_meta("settings", asdict(settings))
-        if not project.scan():
-            raise DalkitError(
-                f"{images} holds no image file; add images (.png, .jpg, ...) and create the project again."
-            )
+        project.scan()
         return project
 
     @classmethod
