@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dalkit.models import create_model
@@ -10,7 +11,7 @@ from dalkit.objectives import create_objective
 from dalkit.objectives.base import Step
 from dalkit.objectives.learning_loss import LossPredictionModule, loss_module, margin_ranking_loss
 from dalkit.seeding import make_generator
-from dalkit.strategies import checked_select, create_strategy
+from dalkit.strategies import checked_select, create_strategy, list_strategies
 
 
 def test_module_maps_four_stage_maps_to_one_number_per_image():
@@ -90,3 +91,11 @@ def test_a_strategy_brings_the_objective_it_reads(tmp_path):
         return any(key.startswith("loss_prediction.") for key in state)
 
     assert trained_loss_module(ll_run) and not trained_loss_module(random_run)
+
+
+@pytest.mark.parametrize("name", list_strategies())
+def test_every_strategy_makes_a_config(name):
+    from dalkit.loop import ExperimentConfig
+
+    expected = {"learning-loss": ("ce", "learning-loss"), "mobyv2al": ("ce", "moby")}.get(name, ("ce",))
+    assert ExperimentConfig(strategy=name).objectives == expected

@@ -78,7 +78,7 @@ class ExperimentConfig:
         """A strategy that reads a training objective's output (learning-loss, mobyv2al) brings it along, so
         `dalkit compare --strategies random,learning-loss` trains the loss module for that strategy only."""
         self.objectives = tuple(self.objectives)
-        needed = STRATEGIES.get(self.strategy).objective
+        needed = getattr(STRATEGIES.get(self.strategy), "objective", None)  # a factory function has none
         if needed and needed not in self.objectives:
             self.objectives = (*self.objectives, needed)
 

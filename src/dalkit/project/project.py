@@ -254,7 +254,7 @@ class Project:
         seed_everything(derive_seed(s.seed, round_number))
         normalizer = Normalizer(*channel_stats(data.pixels))
         entry = model_entry(s.model)
-        objectives = ["ce"] + [o for o in [STRATEGIES.get(s.strategy).objective] if o]
+        objectives = ["ce"] + [o for o in [getattr(STRATEGIES.get(s.strategy), "objective", None)] if o]
         trainer = Trainer(
             TrainConfig.from_defaults(entry.train_defaults, epochs=s.epochs),
             AugmentSpec(crop_padding=s.image_size // 8, flip=True),
