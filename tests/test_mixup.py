@@ -107,20 +107,20 @@ def test_a_bad_alpha_is_a_user_error(alpha):
         create_objective("mixup", alpha=alpha)
 
 
+def grey_trainer(epochs: int, objectives: list) -> Trainer:
+    """A CPU trainer for 1-channel 8x8 images in batches of 8, without augmentation."""
+    normalizer = Normalizer(torch.tensor([0.5]), torch.tensor([0.5]))
+    config = TrainConfig(epochs=epochs, lr=0.05, batch_size=8)
+    return Trainer(config, AugmentSpec(), normalizer, torch.device("cpu"), progress=False, objectives=objectives)
+
+
 def test_trainer_fits_with_mixup_alone():
     torch.manual_seed(0)
     model = prepare_model(create_model("small-cnn", num_classes=2, in_channels=1, image_size=8, width=8), "cpu")
     x = torch.zeros(32, 1, 8, 8, dtype=torch.uint8)
     x[16:, :, :, :4] = 255
     y = torch.tensor([0] * 16 + [1] * 16)
-    trainer = Trainer(
-        TrainConfig(epochs=15, lr=0.05, batch_size=8),
-        AugmentSpec(),
-        Normalizer(torch.tensor([0.5]), torch.tensor([0.5])),
-        torch.device("cpu"),
-        progress=False,
-        objectives=[create_objective("mixup", alpha=0.2)],
-    )
+    trainer = grey_trainer(15, [create_objective("mixup", alpha=0.2)])
     stats = trainer.fit(model, x, y, make_generator(0))
     assert torch.isfinite(torch.tensor(stats.final_loss))
     assert trainer.evaluate(model, x, y).accuracy == 1.0
@@ -132,13 +132,6 @@ def test_mixup_alone_skips_the_clean_forward_pass(objectives, passes_per_batch):
     model = prepare_model(create_model("small-cnn", num_classes=2, in_channels=1, image_size=8, width=8), "cpu")
     batches = []
     model.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
-    trainer = Trainer(
-        TrainConfig(epochs=2, lr=0.05, batch_size=8),
-        AugmentSpec(),
-        Normalizer(torch.tensor([0.5]), torch.tensor([0.5])),
-        torch.device("cpu"),
-        progress=False,
-        objectives=[create_objective(name) for name in objectives],
-    )
+    trainer = grey_trainer(2, [create_objective(name) for name in objectives])
     trainer.fit(model, torch.zeros(32, 1, 8, 8, dtype=torch.uint8), torch.arange(32) % 2, make_generator(0))
     assert len(batches) == 2 * 4 * passes_per_batch
