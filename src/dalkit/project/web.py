@@ -98,8 +98,8 @@ class LabellingServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: LabellingServer
 
-    def log_message(self, format: str, *args: object) -> None:  # keep the terminal for dalkit's own lines
-        pass
+    def log_message(self, format: str, *args: object) -> None:
+        """Write nothing: http.server would print a line per request, and the terminal is kept for dalkit's own."""
 
     def do_GET(self) -> None:
         path = urlparse(self.path).path
