@@ -51,9 +51,9 @@ from dalkit.models.base import prepare_model
 from dalkit.objectives import create_objective
 from dalkit.objectives.learning_loss import loss_module
 from dalkit.report import format_table
+from dalkit.runtime import inference_batch_size
 from dalkit.seeding import make_generator, resolve_device
 from dalkit.strategies import QueryContext, checked_select, create_strategy, list_strategies
-from dalkit.strategies.base import inference_batch_size
 from dalkit.train import TrainConfig, Trainer
 
 RESULTS = Path(__file__).with_name("results.jsonl")
@@ -282,8 +282,7 @@ def extrapolate(name: str, case: dict, args: argparse.Namespace, pool_candidates
 def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     names = [s.strip() for s in args.strategies.split(",")] if args.strategies else list_strategies()
-    from dalkit.cli import parse_options
-    from dalkit.registry import options_for
+    from dalkit.options import options_for, parse_options
 
     given = parse_options(args.strategy_option, "--strategy-option")
     with tempfile.TemporaryDirectory(prefix="dalkit-selection-time-") as tmp:

@@ -20,11 +20,14 @@ def make_context(
     seed: int = 0,
     chunk_size: int = 8,
     model_seed: int = 0,
+    heads: dict | None = None,
 ) -> QueryContext:
-    """A context over `pool_size` random 8x8 images; the first `labelled` are labelled."""
+    """A context over `pool_size` random 8x8 images; the first `labelled` are labelled. The model has the
+    `loss-prediction` head (what the learning-loss strategy reads) unless `heads` says otherwise."""
     torch.manual_seed(model_seed)
     images = torch.randint(0, 256, (pool_size, 1, 8, 8), generator=make_generator(123), dtype=torch.uint8)
-    model = create_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=8, width=8)
+    heads = {"loss-prediction": {}} if heads is None else heads
+    model = create_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=8, width=8, heads=heads)
     pool = Pool(pool_size)
     if labelled:
         pool.label(np.arange(labelled), np.arange(labelled) % num_classes, cycle=0)

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from dalkit.data.augment import random_crop, random_flip
+from dalkit.runtime import batch_slices
 from dalkit.seeding import make_generator
-from dalkit.train import batch_slices
 
 
 def test_random_crop_is_a_window_of_the_padded_image():

@@ -90,7 +90,7 @@ def test_user_errors_are_one_line(args, words, tmp_path, capsys):
 
 
 def test_compare_routes_named_strategy_options():
-    from dalkit.registry import options_for
+    from dalkit.options import options_for
 
     options = {"bald.samples": 5, "coreset.robust": True, "chunk": 3}
     assert options_for("bald", options) == {"samples": 5, "chunk": 3}
@@ -98,8 +98,7 @@ def test_compare_routes_named_strategy_options():
 
 
 def test_option_keys_keep_dashes_in_component_names():
-    from dalkit.cli import parse_options
-    from dalkit.registry import options_for
+    from dalkit.options import options_for, parse_options
 
     options = parse_options(["hybrid-mixup.generator=cvae", "learning-loss.stop-epoch=5", "min-steps=3"], "--flag")
     assert options == {"hybrid-mixup.generator": "cvae", "learning-loss.stop_epoch": 5, "min_steps": 3}

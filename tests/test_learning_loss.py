@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from dalkit.models import create_model
+from dalkit.models.heads import LossPredictionModule, model_head
 from dalkit.objectives import create_objective
 from dalkit.objectives.base import Step
-from dalkit.objectives.learning_loss import LossPredictionModule, loss_module, margin_ranking_loss
+from dalkit.objectives.learning_loss import margin_ranking_loss
 from dalkit.seeding import make_generator
 from dalkit.strategies import checked_select, create_strategy, list_strategies
 
@@ -38,14 +39,14 @@ def step_for(model, epoch: int) -> Step:
 
 def backbone_gradient(epoch: int, stop_epoch: int) -> float:
     torch.manual_seed(0)
-    model = create_model("small-cnn", num_classes=3, in_channels=1, image_size=8, width=8)
     objective = create_objective("learning-loss", stop_epoch=stop_epoch)
+    model = create_model("small-cnn", num_classes=3, in_channels=1, image_size=8, width=8, heads=objective.heads())
     objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     objective.loss(step_for(model, epoch)).backward()
     backbone = sum(
         p.grad.abs().sum().item() for n, p in model.named_parameters() if n.startswith("stages") and p.grad is not None
     )
-    module = sum(p.grad.abs().sum().item() for p in model.loss_prediction.parameters())
+    module = sum(p.grad.abs().sum().item() for p in model.heads["loss-prediction"].parameters())
     assert module > 0  # the module itself keeps learning
     return backbone
 
@@ -57,7 +58,7 @@ def test_backbone_gradient_stops_at_the_stop_epoch():
 
 def test_strategy_picks_the_largest_predicted_losses(context_factory):
     ctx = context_factory(pool_size=30, labelled=0)
-    module = loss_module(ctx.model)
+    module = model_head(ctx.model, "loss-prediction")
     with torch.no_grad():
         for p in module.parameters():
             p.normal_()
@@ -88,7 +89,7 @@ def test_a_strategy_brings_the_objective_it_reads(tmp_path):
 
     def trained_loss_module(run) -> bool:
         state = torch.load(run.directory / "model.pt", weights_only=False)["state_dict"]
-        return any(key.startswith("loss_prediction.") for key in state)
+        return any(key.startswith("heads.loss-prediction.") for key in state)
 
     assert trained_loss_module(ll_run) and not trained_loss_module(random_run)
 

@@ -221,8 +221,8 @@ def normalizer() -> Normalizer:
 
 def test_loss_uses_labelled_and_unlabelled_images_and_trains_projector_predictor_and_trunk():
     torch.manual_seed(0)
-    model = create_model("resnet18", num_classes=3, width=8)
     objective = MoBY(queue_size=16)
+    model = create_model("resnet18", num_classes=3, width=8, heads=objective.heads())
     objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     raw, pool = images(6), images(20, seed=1)
     asked = []
@@ -243,15 +243,15 @@ def test_loss_uses_labelled_and_unlabelled_images_and_trains_projector_predictor
     assert [len(k) for k in objective.pending["weak"]] == [6, 6]
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
-    for module in (model.moby_predictor, model.moby_projector, model.stem):
+    for module in (model.heads["moby"].predictor, model.heads["moby"].projector, model.stem):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
     assert all(p.grad is None for p in objective.key.parameters())
 
 
 def test_moby_trains_end_to_end_and_the_key_encoder_follows_without_gradients():
     torch.manual_seed(0)
-    model = create_model("resnet18", num_classes=3, width=8)
     objective = MoBY(queue_size=32)
+    model = create_model("resnet18", num_classes=3, width=8, heads=objective.heads())
     trainer = Trainer(
         TrainConfig(epochs=2, lr=0.05, batch_size=8),
         AugmentSpec(crop_padding=2, flip=True),
@@ -260,20 +260,20 @@ def test_moby_trains_end_to_end_and_the_key_encoder_follows_without_gradients():
         progress=False,
         objectives=[CrossEntropy(), objective],
     )
-    # attach the heads now to record them; fit keeps them and re-copies the key
+    # prepare now to record the heads; fit keeps them and re-copies the key
     objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
-    projector = copy.deepcopy(model.moby_projector.state_dict())
+    projector = copy.deepcopy(model.heads["moby"].projector.state_dict())
     initial = {name: p.clone() for name, p in model.named_parameters()}
     labels = torch.randint(0, 3, (24,), generator=make_generator(2))
     stats = trainer.fit(model, images(24), labels, make_generator(0), unlabelled=images(40, seed=1))
     assert math.isfinite(stats.final_loss)
-    assert not torch.equal(model.moby_projector.weight, projector["weight"])  # the optimizer trains it
+    assert not torch.equal(model.heads["moby"].projector.weight, projector["weight"])  # the optimizer trains it
     key = dict(objective.key.named_parameters())
     online_ids = {id(p) for p in model.parameters()}
     assert not any(id(p) in online_ids for p in key.values())
     assert all(not p.requires_grad and p.grad is None for p in key.values())
     moved = [name for name, p in key.items() if not torch.equal(p, initial[name])]
-    assert "stem.0.weight" in moved and "moby_projector.weight" in moved
+    assert "stem.0.weight" in moved and "heads.moby.projector.weight" in moved
     # an EMA with m close to 1 stays near the start, unlike the online encoder
     start, online, ema = initial["stem.0.weight"], model.stem[0].weight, key["stem.0.weight"]
     assert (ema - start).norm() < (online - start).norm()

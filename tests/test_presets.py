@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-import dalkit.ssl as ssl
+import dalkit.features.simclr as ssl
 from dalkit.cli import build_config, main, make_parser
 from dalkit.data import DATASETS
+from dalkit.features.simclr import SimCLRConfig
 from dalkit.loop import ExperimentConfig
 from dalkit.models import MODELS
 from dalkit.objectives import OBJECTIVES
+from dalkit.options import options_for
 from dalkit.presets import list_methods
-from dalkit.registry import options_for
-from dalkit.ssl import SimCLRConfig
 from dalkit.strategies import create_strategy
 
 
@@ -37,7 +37,7 @@ def test_typiclust_lowbudget_is_the_reference_setting():
     assert (train.schedule, train.nesterov, train.momentum, train.milestones) == ("cosine", True, 0.9, ())
     for name in ("typiclust", "probcover"):  # the features follow the strategy when --strategy swaps it
         strategy = create_strategy(name, **options_for(name, config.strategy_options))
-        assert strategy.representation.features == "ssl"
+        assert strategy.source.features == "ssl"
         assert strategy.representation.config == SimCLRConfig()
     assert SimCLRConfig().epochs == 500 and SimCLRConfig().backbone == "resnet18"
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import dalkit.ssl as ssl
+import dalkit.features.simclr as ssl
 from dalkit.data.augment import Normalizer
+from dalkit.engine import provide_representation
 from dalkit.errors import DalkitError
-from dalkit.ssl import SimCLRConfig, build_encoder, encode, nt_xent, pool_features, train_simclr
+from dalkit.features.simclr import SimCLRConfig, build_encoder, encode, nt_xent, pool_features, train_simclr
 from dalkit.strategies import checked_select, create_strategy
 
 CPU = torch.device("cpu")
@@ -142,14 +143,19 @@ def test_memory_only_cache_writes_no_file(tmp_path):
 @pytest.mark.parametrize("name", ["typiclust", "probcover"])
 def test_strategies_on_ssl_features_keep_the_contract_and_say_so(name, context_factory, tmp_path):
     options = {"features": "ssl", **TINY, "ssl_cache_dir": str(tmp_path)}
-    first = checked_select(create_strategy(name, **options), context_factory(seed=3), 6)
+
+    def select(ctx, budget):  # as the engine runs it: the representation first, then the strategy
+        strategy = create_strategy(name, **options)
+        return checked_select(strategy, provide_representation(strategy, ctx, progress=False), budget)
+
+    first = select(context_factory(seed=3), 6)
     assert len(set(first.indices.tolist())) == 6
     assert first.info["features"] == "ssl" and first.info["cache"] == "trained"
     assert first.info["config"]["backbone"] == "small-cnn" and first.info["images"] == 37
-    second = checked_select(create_strategy(name, **options), context_factory(seed=3), 6)
+    second = select(context_factory(seed=3), 6)
     np.testing.assert_array_equal(first.indices, second.indices)
     assert second.info["cache"] == "memory"
-    cold = checked_select(create_strategy(name, **options), context_factory(labelled=0), 4)
+    cold = select(context_factory(labelled=0), 4)
     assert len(set(cold.indices.tolist())) == 4 and cold.info["cache"] == "memory"  # the pool, not the labels
 
 
@@ -162,8 +168,8 @@ def test_backbone_features_are_the_default_and_are_named(name, context_factory):
 def test_ssl_features_are_the_pool_images_features_in_pool_order(context_factory, tmp_path):
     """The points handed to the strategy are the cached features' rows for labelled, then candidates."""
     strategy = create_strategy("typiclust", features="ssl", **TINY, ssl_cache_dir=str(tmp_path))
-    ctx = context_factory(labelled=5)
-    points, info = strategy.representation.points(ctx)
+    ctx = provide_representation(strategy, context_factory(labelled=5), progress=False)
+    points, info = strategy.source.points(ctx)
     features, _ = pool_features(ctx.images, ctx.normalizer, strategy.representation.config, CPU, tmp_path)
     order = np.concatenate([ctx.labelled, ctx.candidates])
     torch.testing.assert_close(points, F.normalize(features[order], dim=1))

@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from collections.abc import Sequence
 
 from dalkit.errors import DalkitError
+from dalkit.options import parse_options
 from dalkit.project.cli import add_project_commands
-
-
-def parse_options(pairs: Sequence[str] | None, flag: str) -> dict:
-    """KEY=VALUE pairs -> dict; values are Python literals where they parse, else strings.
-
-    Dashes in a key become underscores, but not in a `NAME.` prefix: component names keep theirs
-    (`learning-loss.stop-epoch=5` -> `learning-loss.stop_epoch`).
-    """
-    options = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise DalkitError(f"{flag} expects KEY=VALUE, got {pair!r}; for example {flag} dropout=0.3.")
-        prefix, dot, name = key.rpartition(".")
-        key = prefix + dot + name.replace("-", "_")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value
-    return options
 
 
 def int_list(text: str) -> list[int]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
-from dalkit.registry import options_for
+from dalkit.options import options_for
 from dalkit.report import area_under_curve, format_table, markdown_table, plot_learning_curves
 from dalkit.results import read_jsonl, unique_directory
 from dalkit.strategies import create_strategy

@@ -4,7 +4,7 @@
 follows one query of `budget` images, so a run evaluates at initial, initial + budget, ... labels.
 The oracle reveals labels from the data set only for the images the strategy picked; the trainer
 reads labels from the Pool. One seed drives everything; each cycle's stages get their own derived
-seeds so the same seed gives the same selections on the same device.
+seeds (see `dalkit.engine`) so the same seed gives the same selections on the same device.
 """
 
 from __future__ import annotations
@@ -20,20 +20,17 @@ import torch
 
 from dalkit.data import DataSplits, Pool, load_dataset
 from dalkit.data.augment import Normalizer
+from dalkit.engine import Engine, EngineSpec, objectives_for
 from dalkit.errors import DalkitError
 from dalkit.metrics import balanced_accuracy, shot_accuracies
-from dalkit.models import Classifier, create_model, model_entry
-from dalkit.models.base import prepare_model
+from dalkit.models import Classifier, model_entry
 from dalkit.models.saved import save_classifier
-from dalkit.objectives import OBJECTIVES, create_objective
-from dalkit.registry import options_for
+from dalkit.objectives import OBJECTIVES
 from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, environment, read_jsonl, read_pool, unique_directory
-from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
-from dalkit.strategies import QueryContext, checked_select, create_strategy
-from dalkit.strategies.base import inference_batch_size
+from dalkit.seeding import derive_seed, resolve_device
 from dalkit.strategies.registry import STRATEGIES
-from dalkit.train import SCHEDULES, TrainConfig, Trainer
+from dalkit.train import SCHEDULES, TrainConfig
 
 INITIAL_MODES = ("random", "balanced")
 
@@ -75,12 +72,10 @@ class ExperimentConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        """A strategy that reads a training objective's output (learning-loss, mobyv2al) brings it along, so
-        `dalkit compare --strategies random,learning-loss` trains the loss module for that strategy only."""
-        self.objectives = tuple(self.objectives)
-        needed = getattr(STRATEGIES.get(self.strategy), "objective", None)  # a factory function has none
-        if needed and needed not in self.objectives:
-            self.objectives = (*self.objectives, needed)
+        """A strategy that needs a trained head (learning-loss, mobyv2al) brings the objective that trains it
+        (`dalkit.engine.objectives_for`), so `dalkit compare --strategies random,learning-loss` trains the loss
+        module for that strategy only, and each run's config.json says what it trained with."""
+        self.objectives = objectives_for(self.strategy, self.objectives)
 
     @classmethod
     def from_method(cls, method: str, **fields) -> ExperimentConfig:
@@ -168,56 +163,52 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Experiment:
-    """One AL run: owns the data, pool, trainer and strategy, and the order of the steps."""
+    """One AL run: owns the data, the pool and the engine, and the order of the steps."""
 
     def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print) -> None:
         config.validate()
         self.config = config
         self.log = log
-        # plain keys, and `name.key` keys for this strategy (a preset may hold options for several strategies)
-        self.strategy = create_strategy(config.strategy, **options_for(config.strategy, config.strategy_options))
         self.train_config = config.train_config()
         self.device = resolve_device(config.device)
         self.data: DataSplits = load_dataset(
             config.dataset, config.data_root, config.download, **config.dataset_options
         )
-        self.normalizer = Normalizer(*self.data.channel_stats())
-        objectives = [create_objective(n, **options_for(n, config.objective_options)) for n in config.objectives]
-        self.trainer = Trainer(
-            self.train_config, self.data.augment, self.normalizer, self.device, config.progress, objectives
+        self.engine = Engine(
+            EngineSpec(
+                num_classes=self.data.num_classes,
+                image_shape=self.data.train.image_shape,
+                normalizer=Normalizer(*self.data.channel_stats()),
+                augment=self.data.augment,
+                train=self.train_config,
+                model=config.model,
+                model_options=config.model_options,
+                strategy=config.strategy,
+                strategy_options=config.strategy_options,
+                objectives=config.objectives,
+                objective_options=config.objective_options,
+                seed=config.seed,
+                device=self.device,
+                progress=config.progress,
+            )
         )
         self.train_images = self.data.train.images.to(self.device)
         self.pool = Pool(len(self.data.train))
         self.model: Classifier | None = None
         self.selection_info: dict = {}  # what the last query's strategy reports about it (e.g. which features)
 
-    def new_model(self, cycle: int) -> Classifier:
-        torch.manual_seed(derive_seed(self.config.seed, cycle, 1))
-        c, h, _ = self.data.train.image_shape
-        model = create_model(
-            self.config.model, self.data.num_classes, in_channels=c, image_size=h, **self.config.model_options
-        )
-        return prepare_model(model, self.device)
-
     def train_and_evaluate(self, cycle: int) -> dict:
         cfg = self.config
         if self.model is None or not cfg.warm_start:
-            self.model = self.new_model(cycle)
+            self.model = self.engine.new_model(cycle)
         labelled = self.pool.labelled_indices()
         record: dict = {"cycle": cycle, "labelled": len(labelled), "accuracy": None}
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         if len(labelled):
-            labels = torch.from_numpy(self.pool.labels[labelled])
-            generator = make_generator(derive_seed(cfg.seed, cycle, 3), self.device)
-            unlabelled = None
-            if any(objective.uses_unlabelled for objective in self.trainer.objectives):
-                unlabelled = self.train_images[torch.from_numpy(self.candidate_subset(cycle))]
-            stats = self.trainer.fit(
-                self.model, self.train_images[torch.from_numpy(labelled)], labels, generator, unlabelled
-            )
+            stats = self.engine.fit(self.model, self.train_images, self.pool, cycle, self.candidate_subset(cycle))
             start = time.perf_counter()
-            evaluation = self.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
+            evaluation = self.engine.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
             record.update(
                 accuracy=evaluation.accuracy,
                 balanced_accuracy=balanced_accuracy(evaluation.per_class_accuracy),
@@ -236,7 +227,7 @@ class Experiment:
         assert self.model is not None
         cfg, train = self.config, self.data.train
         save_classifier(
-            path, self.model, cfg.model, cfg.model_options, train.image_shape, train.classes, self.normalizer
+            path, self.model, cfg.model, cfg.model_options, train.image_shape, train.classes, self.engine.normalizer
         )
 
     def label_initial(self) -> None:
@@ -260,16 +251,7 @@ class Experiment:
         self.pool.label(first, truth[first], cycle=0)
 
     def candidate_subset(self, cycle: int) -> np.ndarray:
-        """This cycle's candidates: the unlabelled pool, or a seeded random subset of `candidates` images.
-
-        Drawn from the cycle's seed and the (unchanged) pool, so training (MoBY) and query see the same subset.
-        """
-        unlabelled = self.pool.unlabelled_indices()
-        size = self.config.candidates
-        if size is None or size >= len(unlabelled):
-            return unlabelled
-        rng = np.random.default_rng(derive_seed(self.config.seed, cycle, 2))
-        return np.sort(rng.choice(unlabelled, size=size, replace=False))
+        return self.engine.candidate_subset(self.pool, cycle, self.config.candidates)
 
     def query(self, cycle: int) -> tuple[np.ndarray, np.ndarray | None, float]:
         cfg = self.config
@@ -284,30 +266,22 @@ class Experiment:
             self.log(f"only {len(unlabelled)} unlabelled images remain for a budget of {budget}: taking them all")
             budget = len(unlabelled)
         assert self.model is not None
-        ctx = QueryContext(
-            self.model,
-            self.train_images,
-            self.normalizer.to(self.device),
-            self.pool,
-            self.candidate_subset(cycle),
-            make_generator(derive_seed(cfg.seed, cycle, 4)),
-            self.device,
-            batch_size=inference_batch_size(self.device),
-        )
         start = time.perf_counter()
-        selection = checked_select(self.strategy, ctx, budget)
+        selection, ctx = self.engine.query(
+            self.model, self.train_images, self.pool, self.candidate_subset(cycle), budget, cycle
+        )
         self.selection_info = selection.info
         return selection.indices, selection.scores, time.perf_counter() - start
 
     def run(self) -> ExperimentResult:
         cfg = self.config
-        seed_everything(cfg.seed)
         directory = unique_directory(Path(cfg.out_dir), cfg.name or f"{cfg.dataset}-{cfg.strategy}-seed{cfg.seed}")
         recorder = RunRecorder(directory)
         recorder.write_config(
             {
                 "experiment": asdict(cfg),
                 "training": asdict(self.train_config),
+                "engine": {"objectives": list(self.engine.objective_names), "heads": self.engine.heads},
                 "data": {
                     "train": len(self.data.train),
                     "test": len(self.data.test),

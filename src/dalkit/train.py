@@ -24,7 +24,7 @@ from dalkit.data.augment import Normalizer, augment_batch
 from dalkit.data.base import AugmentSpec
 from dalkit.models.base import Classifier, TrainDefaults, model_input
 from dalkit.objectives import CrossEntropy, Objective, Step
-from dalkit.strategies.base import autocast, inference_batch_size
+from dalkit.runtime import autocast, batch_slices, inference_batch_size
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,6 @@ class Evaluation:
     accuracy: float
     per_class_accuracy: list[float]
     predictions: np.ndarray
-
-
-def batch_slices(n: int, batch_size: int) -> list[slice]:
-    """Batch boundaries over n items; a last batch of one image is dropped (batch norm needs two)."""
-    slices = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    if n > 1 and slices[-1].stop - slices[-1].start == 1:
-        slices.pop()
-    return slices
 
 
 SCHEDULES = ("step", "cosine")

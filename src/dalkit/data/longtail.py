@@ -27,7 +27,7 @@ import numpy as np
 from dalkit.data.base import DataSplits
 from dalkit.data.registry import DATASETS, register_dataset
 from dalkit.errors import DalkitError
-from dalkit.registry import call_with_options
+from dalkit.options import call_with_options
 
 SELECTIONS = ("random", "first")
 DEFAULT_IMBALANCE = 100.0

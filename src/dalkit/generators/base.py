@@ -27,7 +27,8 @@ from collections.abc import Callable
 import torch
 
 from dalkit.errors import DalkitError
-from dalkit.registry import Registry, call_with_options
+from dalkit.options import call_with_options
+from dalkit.registry import Registry
 
 
 class LatentGenerator(ABC):

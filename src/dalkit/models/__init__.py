@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from dalkit.models import attention, resnet, resnet_cifar, small_cnn  # noqa: F401  (register the models)
 from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
+from dalkit.models.heads import attach_heads, model_head
 from dalkit.models.registry import MODELS, model_entry
-from dalkit.registry import call_with_options
+from dalkit.options import call_with_options
 
 
-def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **options) -> Classifier:
-    """Build a registered model; `options` are the model's own (width, dropout, ...)."""
+def create_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 32,
+    heads: dict[str, dict] | None = None,
+    **options,
+) -> Classifier:
+    """Build a registered model with the `heads` its objectives train (name -> options, see `dalkit.models.heads`);
+    `options` are the model's own (width, dropout, ...)."""
     build = model_entry(name).build
-    return call_with_options(
+    model = call_with_options(
         build,
         f"model {name!r}",
         "--model-option",
@@ -20,10 +29,11 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
         image_size=image_size,
         **options,
     )
+    return attach_heads(model, heads or {})
 
 
 def list_models() -> list[str]:
     return MODELS.names()
 
 
-__all__ = ["Classifier", "ModelOutput", "TrainDefaults", "create_model", "list_models", "model_entry"]
+__all__ = ["Classifier", "ModelOutput", "TrainDefaults", "create_model", "list_models", "model_entry", "model_head"]

@@ -1,8 +1,8 @@
 """A trained classifier on disk (`RUN_DIR/model.pt`): what is needed to rebuild it and feed it images.
 
 Every run saves its final model this way; `dalkit distill` and the distillation objectives load a run's
-model as a teacher. The file holds the model's registered name and options, the data shape, the class
-names, the channel statistics its inputs were normalised with, and the weights.
+model as a teacher. The file holds the model's registered name and options, the heads its objectives
+trained, the data shape, the class names, the channel statistics its inputs were normalised with, and the weights.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def save_classifier(
         {
             "model": name,
             "model_options": options,
+            "heads": dict(getattr(model, "head_options", {})),
             "num_classes": model.num_classes,
             "in_channels": c,
             "image_size": h,
@@ -73,6 +74,7 @@ def load_classifier(path: str | Path, device: torch.device) -> SavedModel:
             saved["num_classes"],
             in_channels=saved["in_channels"],
             image_size=saved["image_size"],
+            heads=saved.get("heads", {}),
             **saved["model_options"],
         )
         model.load_state_dict(saved["state_dict"])

@@ -43,15 +43,23 @@ class Objective(ABC):
     """Constructors store parameters; `loss(step)` returns a scalar tensor.
 
     `prepare(model, images, labels)` runs before the optimizer is built, with the labelled uint8 images and
-    labels on the training device, so an objective can attach trainable modules to the model (Learning Loss
-    attaches its loss prediction module) or fit what it needs from the labelled set.
+    labels on the training device, so an objective can fit what it needs from the labelled set. Trainable
+    modules it needs beside the classifier are heads of the model (`heads()`, see `dalkit.models.heads`),
+    declared when the engine creates the model, so they are optimised with it and saved with it.
     """
+
+    #: the model head this objective trains (a strategy that reads that head brings this objective along)
+    trains_head: str | None = None
 
     #: set by objectives that learn from unlabelled images: the loop then offers the candidates
     uses_unlabelled: bool = False
     #: whether `loss` reads `Step.output`; when no objective of a run does (mixup alone), the trainer skips that
     #: forward pass on the clean batch
     reads_output: bool = True
+
+    def heads(self) -> dict[str, dict]:
+        """The heads (name -> options) the model must be created with for this objective; none by default."""
+        return {self.trains_head: {}} if self.trains_head else {}
 
     def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027
         """Called once per fit, before the optimizer exists; nothing to do by default."""

@@ -36,7 +36,7 @@ from dalkit.errors import DalkitError
 from dalkit.models.base import Classifier, model_input
 from dalkit.models.saved import SavedModel, load_classifier
 from dalkit.objectives.base import Objective, Step, register_objective
-from dalkit.strategies.base import autocast
+from dalkit.runtime import autocast
 
 
 def distillation_loss(

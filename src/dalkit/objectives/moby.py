@@ -1,11 +1,12 @@
 """MoBY self-supervision for MoBYv2AL (Caramalau, Bhattarai, Stoyanov & Kim, BMVC 2022).
 
-The classifier's trunk (ResNet-18, 512-d) is the online (query) encoder. Attached to the model, so
-trained by the one optimizer: a projector Linear(512 -> 128) and a predictor Linear(128 -> 128)
-(the reference builds MoBY with proj_num_layers = pred_num_layers = 1, i.e. one linear layer each,
-no batch norm or ReLU). A key encoder and key projector (a deep copy of the model, held by this
-objective, not a submodule: not optimised, not saved, re-made at every fit since each cycle starts a
-fresh model) follow the online ones by an exponential moving average after every step, with
+The classifier's trunk (ResNet-18, 512-d) is the online (query) encoder. The model's `moby` head
+(`dalkit.models.heads`, declared when the model is created, so trained by the one optimizer and saved
+with the model): a projector Linear(512 -> 128) and a predictor Linear(128 -> 128) (the reference builds
+MoBY with proj_num_layers = pred_num_layers = 1, i.e. one linear layer each, no batch norm or ReLU). A key
+encoder and key projector (a deep copy of the model, held by this objective as training state like the
+optimizer's momentum: not optimised, not saved, re-made at every fit since each cycle starts a fresh model)
+follow the online ones by an exponential moving average after every step, with
 
     m = 1 - (1 - 0.99) * (cos(pi * progress) + 1) / 2          (0.99 at the start, 1 at the end)
 
@@ -61,6 +62,7 @@ from torch.nn import functional as F
 from dalkit.data.ssl_augment import strong_view, weak_view
 from dalkit.errors import DalkitError
 from dalkit.models.base import Classifier
+from dalkit.models.heads import model_head
 from dalkit.objectives.base import Objective, Step, register_objective
 
 
@@ -115,6 +117,7 @@ class MoBY(Objective):
     """MoBY contrastive term on labelled and unlabelled images (T 0.2, 4,096 keys, momentum 0.99 -> 1, weight 0.5)."""
 
     uses_unlabelled = True
+    trains_head = "moby"
 
     def __init__(
         self,
@@ -141,23 +144,25 @@ class MoBY(Objective):
         self.queues: dict[str, KeyQueue] = {}
         self.pending: dict[str, list[torch.Tensor]] = {}
 
+    def heads(self) -> dict[str, dict]:
+        return {"moby": {"projection_dim": self.projection_dim}}
+
     def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """Attach projector and predictor (once), then copy the model as the key encoder and reset the queues."""
+        """Copy the model (with its `moby` head) as the key encoder and reset the queues."""
         device = next(model.parameters()).device
-        if not hasattr(model, "moby_projector"):
-            model.moby_projector = nn.Linear(model.embedding_dim, self.projection_dim).to(device)
-            model.moby_predictor = nn.Linear(self.projection_dim, self.projection_dim).to(device)
+        model_head(model, "moby")
         self.key = copy.deepcopy(model).requires_grad_(False).train()  # batch statistics, as the reference
         self.queues = {view: KeyQueue(self.queue_size, self.projection_dim, device) for view in ("strong", "weak")}
         self.pending = {"strong": [], "weak": []}
 
     def query(self, model: Classifier, embedding: torch.Tensor) -> torch.Tensor:
-        return F.normalize(model.moby_predictor(model.moby_projector(embedding)).float(), dim=1)
+        head = model_head(model, "moby")
+        return F.normalize(head.predictor(head.projector(embedding)).float(), dim=1)
 
     @torch.no_grad()
     def keys(self, inputs: torch.Tensor) -> torch.Tensor:
         assert self.key is not None, "prepare() runs before the first step"
-        return F.normalize(self.key.moby_projector(self.key.trunk(inputs)).float(), dim=1)
+        return F.normalize(model_head(self.key, "moby").projector(self.key.trunk(inputs)).float(), dim=1)
 
     def batch_loss(
         self, step: Step, weak: torch.Tensor, strong: torch.Tensor, weak_embedding: torch.Tensor | None = None

@@ -6,9 +6,10 @@ unlabelled images with the project's strategy and asks for the `budget` most use
 (fill in the label column) and on the web page (`dalkit.project.web`). The first round, with nothing labelled,
 asks for a uniformly random sample: a model trained on nothing has nothing to rank by.
 
-The engine is the benchmark's: the same models, `Trainer`, `QueryContext` and strategies. What a person gave
-is never lost: labels go to SQLite as they are given (see `store`), a filled-in `to_label.csv` is imported
-before it is replaced, and an import is all-or-nothing, so a broken file changes nothing.
+The engine is the benchmark's (`dalkit.engine`): the same models, heads, objectives, seeds and strategies.
+What a person gave is never lost: labels go to SQLite as they are given (see `store`), a filled-in
+`to_label.csv` is imported before it is replaced, and an import is all-or-nothing, so a broken file changes
+nothing.
 """
 
 from __future__ import annotations
@@ -27,17 +28,17 @@ from dalkit.data import AugmentSpec, Pool
 from dalkit.data.augment import Normalizer
 from dalkit.data.base import channel_stats, images_from_nhwc
 from dalkit.data.folder import PIL_MODES, image_files, read_image
+from dalkit.engine import Engine, EngineSpec
 from dalkit.errors import DalkitError
-from dalkit.models import create_model, model_entry
-from dalkit.models.base import model_input, prepare_model
+from dalkit.features import predict
+from dalkit.models import model_entry
+from dalkit.models.base import model_input
 from dalkit.models.saved import load_classifier, save_classifier
-from dalkit.objectives import create_objective
 from dalkit.project.store import DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
-from dalkit.seeding import derive_seed, make_generator, resolve_device, seed_everything
-from dalkit.strategies import QueryContext, checked_select, create_strategy
-from dalkit.strategies.base import inference_batch_size, predict
-from dalkit.strategies.registry import STRATEGIES
-from dalkit.train import TrainConfig, Trainer
+from dalkit.runtime import inference_batch_size
+from dalkit.seeding import derive_seed, resolve_device
+from dalkit.strategies import create_strategy
+from dalkit.train import TrainConfig
 
 
 @dataclass
@@ -246,34 +247,36 @@ class Project:
             pool.label(np.array(indices), np.array([self.settings.classes.index(n) for n in names]), cycle=0)
         return pool
 
+    def engine(self, data: ProjectImages, device: torch.device, progress: bool) -> Engine:
+        """The benchmark's engine, on the project's images: its model, strategy and a fresh-model schedule."""
+        s = self.settings
+        return Engine(
+            EngineSpec(
+                num_classes=len(s.classes),
+                image_shape=tuple(data.pixels.shape[1:]),
+                normalizer=Normalizer(*channel_stats(data.pixels)),
+                augment=AugmentSpec(crop_padding=s.image_size // 8, flip=True),
+                train=TrainConfig.from_defaults(model_entry(s.model).train_defaults, epochs=s.epochs),
+                model=s.model,
+                model_options=s.model_options,
+                strategy=s.strategy,
+                strategy_options=s.strategy_options,
+                seed=s.seed,
+                device=device,
+                progress=progress,
+            )
+        )
+
     def select(
         self, data: ProjectImages, pool: Pool, budget: int, round_number: int, device: torch.device, progress: bool
     ) -> tuple[np.ndarray, list[float | None], list[str | None]]:
         """Train a fresh model on the labelled images, then let the strategy pick among the unlabelled ones."""
         s = self.settings
-        seed_everything(derive_seed(s.seed, round_number))
-        normalizer = Normalizer(*channel_stats(data.pixels))
-        entry = model_entry(s.model)
-        objectives = ["ce"] + [o for o in [getattr(STRATEGIES.get(s.strategy), "objective", None)] if o]
-        trainer = Trainer(
-            TrainConfig.from_defaults(entry.train_defaults, epochs=s.epochs),
-            AugmentSpec(crop_padding=s.image_size // 8, flip=True),
-            normalizer,
-            device,
-            progress,
-            [create_objective(name) for name in objectives],
-        )
-        model = prepare_model(
-            create_model(s.model, len(s.classes), in_channels=s.channels, image_size=s.image_size, **s.model_options),
-            device,
-        )
+        engine = self.engine(data, device, progress)
+        model = engine.new_model(round_number)
         images = data.pixels.to(device)
-        labelled, unlabelled = pool.labelled_indices(), pool.unlabelled_indices()
-        generator = make_generator(derive_seed(s.seed, round_number, 1), device)
-        extra = images[torch.from_numpy(unlabelled)] if any(o.uses_unlabelled for o in trainer.objectives) else None
-        trainer.fit(
-            model, images[torch.from_numpy(labelled)], torch.from_numpy(pool.labels[labelled]), generator, extra
-        )
+        unlabelled = pool.unlabelled_indices()
+        engine.fit(model, images, pool, round_number, unlabelled)
         save_classifier(
             self.directory / MODEL_FILE,
             model,
@@ -281,19 +284,9 @@ class Project:
             s.model_options,
             tuple(data.pixels.shape[1:]),
             s.classes,
-            normalizer,
+            engine.normalizer,
         )
-        ctx = QueryContext(
-            model,
-            images,
-            normalizer.to(device),
-            pool,
-            unlabelled,
-            make_generator(derive_seed(s.seed, round_number, 2)),
-            device,
-            batch_size=inference_batch_size(device),
-        )
-        selection = checked_select(create_strategy(s.strategy, **s.strategy_options), ctx, budget)
+        selection, ctx = engine.query(model, images, pool, unlabelled, budget, round_number)
         probs = ctx.outputs("candidates").probs
         guesses = probs[torch.from_numpy(np.searchsorted(unlabelled, selection.indices))].argmax(1).tolist()
         scores = [None] * budget if selection.scores is None else [float(x) for x in selection.scores]

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from dalkit.errors import DalkitError
-from dalkit.strategies.base import QueryContext, RankingStrategy, autocast, entropy
+from dalkit.runtime import autocast
+from dalkit.strategies.base import QueryContext, RankingStrategy, entropy
 from dalkit.strategies.registry import register_strategy
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,14 +21,8 @@ import torch
 from dalkit.data.augment import Normalizer
 from dalkit.data.pool import Pool
 from dalkit.errors import DalkitError
+from dalkit.features import FeatureRequest, Outputs, predict
 from dalkit.models.base import Classifier, model_input
-
-
-class Outputs(NamedTuple):
-    """Softmax probabilities (n, C) and penultimate embeddings (n, d), float32 on the device."""
-
-    probs: torch.Tensor
-    embeddings: torch.Tensor
 
 
 @dataclass
@@ -55,6 +48,9 @@ class QueryContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 1024
     chunk_size: int = 4096
+    progress: bool = True
+    features: torch.Tensor | None = None  # the representation the strategy asked for, one row per pool image
+    features_info: dict = field(default_factory=dict)  # where `features` came from (see `dalkit.features`)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -80,33 +76,6 @@ class QueryContext:
         return self._cache[which]
 
 
-def predict(model: Classifier, batches: Iterator[torch.Tensor], device: torch.device) -> Outputs:
-    """Probabilities and embeddings for a stream of batches, in eval mode under inference mode."""
-    was_training = model.training
-    model.eval()
-    probs, embeddings = [], []
-    with torch.inference_mode(), autocast(device):
-        for x in batches:
-            out = model(x)
-            probs.append(out.logits.float().softmax(dim=1))
-            embeddings.append(out.embedding.float())
-    model.train(was_training)
-    if not probs:
-        empty = torch.empty(0, model.num_classes, device=device)
-        return Outputs(empty, torch.empty(0, model.embedding_dim, device=device))
-    return Outputs(torch.cat(probs), torch.cat(embeddings))
-
-
-def inference_batch_size(device: torch.device) -> int:
-    """Large batches on a GPU; on a CPU, smaller ones keep activations in cache (measured faster)."""
-    return 1024 if device.type == "cuda" else 256
-
-
-def autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of each row of a probability matrix."""
     return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1)
@@ -122,9 +91,12 @@ def top_k(scores: torch.Tensor, k: int, generator: torch.Generator) -> torch.Ten
 class Strategy(ABC):
     """Base class: constructors only store parameters; `select` does the work."""
 
-    # The training objective whose output `select` reads (e.g. a loss prediction module); a run with this
-    # strategy trains with it even when --objectives leaves it out (see `ExperimentConfig`).
-    objective: str | None = None
+    #: the model head whose training `select` relies on: it reads the head's output (learning-loss) or the
+    #: encoder its objective shapes (mobyv2al); the engine creates the model with it and trains it with the
+    #: objective that declares `trains_head` for it, even when --objectives leaves that out
+    needs_head: str | None = None
+    #: precomputed features `select` reads from `QueryContext.features` (None: the classifier's own outputs)
+    representation: FeatureRequest | None = None
 
     @abstractmethod
     def select(self, ctx: QueryContext, budget: int) -> Selection:

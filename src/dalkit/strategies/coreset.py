@@ -328,6 +328,8 @@ class CoreSet(Strategy):
 
 
 @register_strategy("coreset-robust")
-def coreset_robust(**options) -> CoreSet:
+class RobustCoreSet(CoreSet):
     """Core-Set, robust k-center: the paper's outlier-robust MIP (HiGHS) over at most 5,000 candidates."""
-    return CoreSet(robust=True, **options)
+
+    def __init__(self, **options) -> None:
+        super().__init__(robust=True, **options)

@@ -1,15 +1,17 @@
 """Learning Loss (Yoo & Kweon, CVPR 2019): query the candidates with the largest predicted loss.
 
-Reads the loss prediction module that the `learning-loss` objective trains with the classifier. On a
-cold start (no training yet) the module is freshly initialised, so its ranking carries no knowledge.
+Reads the model's `loss-prediction` head, which the `learning-loss` objective trains with the classifier
+(the engine adds that objective to a run with this strategy). On a cold start (no training yet) the head is
+as initialised, so its ranking carries no knowledge.
 """
 
 from __future__ import annotations
 
 import torch
 
-from dalkit.objectives.learning_loss import loss_module
-from dalkit.strategies.base import QueryContext, RankingStrategy, autocast
+from dalkit.models.heads import model_head
+from dalkit.runtime import autocast
+from dalkit.strategies.base import QueryContext, RankingStrategy
 from dalkit.strategies.registry import register_strategy
 
 
@@ -17,11 +19,11 @@ from dalkit.strategies.registry import register_strategy
 class LearningLossStrategy(RankingStrategy):
     """Largest predicted loss first (needs the learning-loss objective during training)."""
 
-    objective = "learning-loss"
+    needs_head = "loss-prediction"
 
     def scores(self, ctx: QueryContext) -> torch.Tensor:
         model = ctx.model
-        module = loss_module(model)
+        module = model_head(model, self.needs_head)
         was_training = model.training
         model.eval()
         scores = []

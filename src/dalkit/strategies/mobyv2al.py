@@ -19,7 +19,7 @@ from dalkit.strategies.registry import register_strategy
 class MoBYv2AL(CoreSet):
     """MoBYv2AL: k-center greedy on the query encoder's embeddings, labelled images as centres."""
 
-    objective = "moby"
+    needs_head = "moby"  # the embeddings it reads are the ones the MoBY objective shapes
 
     def __init__(self) -> None:
         super().__init__()

@@ -161,7 +161,8 @@ class ProbCover(Strategy):
         self.delta = delta
         self.alpha = alpha
         self.max_edges = max_edges
-        self.representation = Representation("probcover", features, ssl_options)
+        self.source = Representation("probcover", features, ssl_options)
+        self.representation = self.source.request
 
     def choose_delta(self, points: torch.Tensor, num_classes: int, ctx: QueryContext) -> float:
         """The given delta, or the purity rule's over k-means with one cluster per class."""
@@ -171,7 +172,7 @@ class ProbCover(Strategy):
         return purity_delta(points, clusters, self.alpha, ctx.chunk_size)
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
-        points, info = self.representation.points(ctx)
+        points, info = self.source.points(ctx)
         num_labelled = len(points) - len(ctx.candidates)
         delta = self.choose_delta(points, ctx.num_classes, ctx)
         graph = delta_graph(points, delta, ctx.chunk_size, self.max_edges)

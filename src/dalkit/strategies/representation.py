@@ -3,12 +3,15 @@
 Strategy option `features`:
 - "backbone" (default): the classifier's penultimate embeddings of the labelled images and the candidates, from
   the model trained this cycle (recomputed every cycle). With `--objectives ce,moby` these are MoBY-trained.
-- "ssl": a SimCLR encoder trained by dalkit on all pool images without labels (`dalkit.ssl`), once per pool and
-  cached; options `ssl_<name>` set its `SimCLRConfig` fields (ssl_epochs, ssl_backbone, ssl_width, ssl_batch_size,
-  ssl_lr, ssl_temperature, ssl_weight_decay, ssl_momentum, ssl_projection_dim, ssl_final_lr_ratio, ssl_seed) and
-  `ssl_cache_dir` the cache folder ("none": memory only).
+- "ssl": SimCLR features of all pool images (`dalkit.features.simclr`), which the engine computes once per pool
+  (cached) before the query and hands over in `QueryContext.features`; options `ssl_<name>` set its
+  `SimCLRConfig` fields (ssl_epochs, ssl_backbone, ssl_width, ssl_batch_size, ssl_lr, ssl_temperature,
+  ssl_weight_decay, ssl_momentum, ssl_projection_dim, ssl_final_lr_ratio, ssl_seed) and `ssl_cache_dir` the cache
+  folder ("none": memory only).
 
 Either way the points are L2-normalised, labelled images first, and the selection's `info` says which were used.
+The strategy trains nothing: it declares the request (`Representation.request`, its `Strategy.representation`)
+and reads the answer.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import numpy as np
 import torch
 
 from dalkit.errors import DalkitError
+from dalkit.features import FeatureRequest
+from dalkit.features.simclr import SimCLRConfig
+from dalkit.options import call_with_options, require
 from dalkit.strategies.base import QueryContext
 
 FEATURES = ("backbone", "ssl")
+SSL_PREFIX = "ssl_"
 
 
 def normalised_embeddings(ctx: QueryContext) -> torch.Tensor:
@@ -31,23 +38,16 @@ def normalised_embeddings(ctx: QueryContext) -> torch.Tensor:
 
 
 class Representation:
-    """Validated `features` choice of one strategy; `points(ctx)` gives the points and what they were."""
+    """Validated `features` choice of one strategy: the request the engine satisfies, and `points(ctx)`."""
 
     def __init__(self, owner: str, features: str = "backbone", ssl_options: dict | None = None) -> None:
-        from dalkit.ssl import SIMCLR_FIELDS, SimCLRConfig  # dalkit.ssl imports dalkit.train, which imports us
-
         options = dict(ssl_options or {})
-        if features not in FEATURES:
-            raise DalkitError(
-                f"the {owner} option features must be one of {', '.join(FEATURES)} (got {features!r}); "
-                "pass e.g. features=ssl."
-            )
-        allowed = {f"ssl_{name}" for name in SIMCLR_FIELDS} | {"ssl_cache_dir"}
-        unknown = sorted(set(options) - allowed)
+        require(features in FEATURES, owner, "features", features, f"be one of {', '.join(FEATURES)}", "features=ssl")
+        unknown = sorted(name for name in options if not name.startswith(SSL_PREFIX))
         if unknown:
             raise DalkitError(
-                f"{owner} does not take the option {', '.join(unknown)}; its self-supervised options are "
-                f"{', '.join(sorted(allowed))}; check --strategy-option."
+                f"{owner} does not take the option {', '.join(unknown)}; its self-supervised options start with "
+                f"{SSL_PREFIX} (e.g. ssl_epochs); check --strategy-option."
             )
         if options and features != "ssl":
             raise DalkitError(
@@ -56,20 +56,24 @@ class Representation:
             )
         self.owner = owner
         self.features = features
-        self.cache_dir = options.pop("ssl_cache_dir", None)
-        self.config = SimCLRConfig(**{name[4:]: value for name, value in options.items()})
+        self.request: FeatureRequest | None = None
         if features == "ssl":
-            self.config.check(owner)
+            cache_dir = options.pop("ssl_cache_dir", None)
+            fields = {name[len(SSL_PREFIX) :]: value for name, value in options.items()}
+            config = call_with_options(SimCLRConfig, owner, "--strategy-option", option_prefix=SSL_PREFIX, **fields)
+            config.check(owner)
+            self.request = FeatureRequest("ssl", config, cache_dir)
 
     def points(self, ctx: QueryContext) -> tuple[torch.Tensor, dict]:
         """L2-normalised points of the labelled images then the candidates, and a JSON-able record of their source."""
-        if self.features == "backbone":
+        if self.request is None:
             info = {"features": "backbone", "source": "the classifier's penultimate embeddings, this cycle's model"}
             return normalised_embeddings(ctx), info
-        from dalkit.ssl import features_at, pool_features
-
-        features, info = pool_features(
-            ctx.images, ctx.normalizer, self.config, ctx.device, self.cache_dir, ctx.batch_size
-        )
-        order = np.concatenate([ctx.labelled, ctx.candidates])
-        return features_at(features, order, ctx.device), info
+        if ctx.features is None:
+            raise DalkitError(
+                f"{self.owner} with features={self.features} reads precomputed features that this query context "
+                "lacks; run it through dalkit.engine.Engine, which computes them."
+            )
+        order = torch.as_tensor(np.concatenate([ctx.labelled, ctx.candidates]), dtype=torch.long)
+        points = torch.nn.functional.normalize(ctx.features[order].to(ctx.device).float(), dim=1)
+        return points, ctx.features_info

@@ -145,10 +145,11 @@ class TypiClust(Strategy):
         self.k_neighbours = k_neighbours
         self.max_clusters = max_clusters
         self.min_cluster_size = min_cluster_size
-        self.representation = Representation("typiclust", features, ssl_options)
+        self.source = Representation("typiclust", features, ssl_options)
+        self.representation = self.source.request
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
-        points, info = self.representation.points(ctx)
+        points, info = self.source.points(ctx)
         num_labelled = len(points) - len(ctx.candidates)
         num_clusters = min(num_labelled + budget, self.max_clusters, len(points))
         clusters = kmeans_labels(points, num_clusters, ctx.generator)

@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 from dalkit.errors import DalkitError
 from dalkit.models.base import model_input
 from dalkit.models.vae import gaussian_kl, halvings
+from dalkit.runtime import batch_slices
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.registry import register_strategy
 
@@ -157,8 +158,6 @@ def image_batches(ctx: QueryContext, indices: np.ndarray, batch_size: int) -> It
 
     A trailing batch of one image is dropped as in training, batch norm needs two (unless there is one image).
     """
-    from dalkit.train import batch_slices  # dalkit.train imports the strategies package: import here
-
     index = torch.as_tensor(indices, dtype=torch.long)
     slices = batch_slices(len(index), batch_size)
     while True:

@@ -57,10 +57,9 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -69,11 +68,11 @@ from tqdm.auto import tqdm
 from dalkit.data.augment import Normalizer
 from dalkit.data.ssl_augment import strong_view
 from dalkit.errors import DalkitError
+from dalkit.features.base import register_feature_source
 from dalkit.models import MODELS, create_model
 from dalkit.models.base import Classifier, model_input, prepare_model
+from dalkit.runtime import autocast, batch_slices
 from dalkit.seeding import make_generator
-from dalkit.strategies.base import autocast
-from dalkit.train import batch_slices
 
 #: ColorJitter(brightness, contrast, saturation, hue) of SCAN's SimCLR CIFAR pipeline
 SIMCLR_JITTER = (0.4, 0.4, 0.4, 0.1)
@@ -130,9 +129,6 @@ class SimCLRConfig:
         """SCAN's cosine: from lr at epoch 0 towards lr * final_lr_ratio at the end."""
         floor = self.lr * self.final_lr_ratio
         return floor + (self.lr - floor) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
-
-
-SIMCLR_FIELDS = tuple(f.name for f in fields(SimCLRConfig))
 
 
 class ProjectionHead(nn.Sequential):
@@ -270,6 +266,7 @@ def _load(path: Path) -> tuple[torch.Tensor, dict] | None:
         return None
 
 
+@register_feature_source("ssl")
 def pool_features(
     images: torch.Tensor,
     normalizer: Normalizer,
@@ -316,9 +313,3 @@ def pool_features(
         tmp.replace(path)
     _remember(key, features, info)
     return features, {**info, "cache": "trained"}
-
-
-def features_at(features: torch.Tensor, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Rows `indices` of the pool's features, L2-normalised, on `device`."""
-    rows = features[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
-    return F.normalize(rows.to(device), dim=1)
