@@ -22,6 +22,8 @@ test: $(BIN)/dalkit
 
 lint: $(BIN)/dalkit
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs

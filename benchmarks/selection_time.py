@@ -43,18 +43,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dalkit.data import Pool, load_dataset
 from dalkit.data.augment import Normalizer
 from dalkit.data.base import AugmentSpec
+from dalkit.engine import Engine, EngineSpec
 from dalkit.errors import DalkitError
-from dalkit.models import create_model
-from dalkit.models.base import prepare_model
-from dalkit.objectives import create_objective
-from dalkit.objectives.learning_loss import loss_module
+from dalkit.models.saved import MODEL_FILE, load_classifier, save_classifier
+from dalkit.options import options_for, parse_options
 from dalkit.report import format_table
-from dalkit.runtime import inference_batch_size
-from dalkit.seeding import make_generator, resolve_device
-from dalkit.strategies import QueryContext, checked_select, create_strategy, list_strategies
-from dalkit.train import TrainConfig, Trainer
+from dalkit.seeding import resolve_device
+from dalkit.strategies import checked_select, list_strategies
+from dalkit.train import TrainConfig
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 GCN = ("uncertaingcn", "coregcn")
@@ -73,8 +72,6 @@ def device_name(device: torch.device) -> str:
 
 def load_pool(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The pool images (uint8 N, C, H, W), their labels and a name for where they came from."""
-    from dalkit.data import load_dataset
-
     try:
         train = load_dataset(args.dataset, args.data_root).train
         if len(train) >= args.pool:
@@ -90,42 +87,47 @@ def load_pool(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str
     return images, torch.randint(0, 10, (args.pool,), generator=g), "synthetic random uint8 32x32x3"
 
 
-def build_model(width: int, num_classes: int, channels: int, size: int, device: torch.device):
-    model = create_model("small-cnn", num_classes, in_channels=channels, image_size=size, width=width)
-    loss_module(model)  # the Learning Loss module, so learning-loss has one to read
-    return prepare_model(model, device)
+def engine_for(
+    strategy: str, options: dict, num_classes: int, images: torch.Tensor, normalizer: Normalizer, device, epochs: int
+) -> Engine:
+    """The engine an AL run would build: small-cnn (width from `options`), cross-entropy, `strategy`."""
+    return Engine(
+        EngineSpec(
+            num_classes=num_classes,
+            image_shape=tuple(images.shape[1:]),
+            normalizer=normalizer,
+            augment=AugmentSpec(4, True),
+            train=TrainConfig(epochs=max(epochs, 1), lr=0.05, batch_size=32),
+            model_options={"width": options.pop("width")},
+            strategy=strategy,
+            strategy_options=options,
+            device=device,
+            progress=False,
+        )
+    )
 
 
 def setup(args: argparse.Namespace, directory: Path, device: torch.device) -> dict:
-    """Load the pool, draw the labelled set, train the model briefly; save what every case process needs."""
+    """Load the pool, draw the labelled set, train the model briefly (with a trained loss-prediction head, so
+    learning-loss reads a trained one); save what every case process needs."""
     images, labels, source = load_pool(args)
     rng = np.random.default_rng(0)
     labelled = np.sort(rng.choice(len(images), size=args.labelled, replace=False))
     num_classes = int(labels.max()) + 1
-    channels, size = images.shape[1], images.shape[2]
-    mean = images.float().mean(dim=(0, 2, 3)) / 255
-    std = images.float().std(dim=(0, 2, 3)) / 255
-    torch.manual_seed(0)
-    model = build_model(args.width, num_classes, channels, size, device)
+    normalizer = Normalizer(images.float().mean(dim=(0, 2, 3)) / 255, images.float().std(dim=(0, 2, 3)) / 255)
+    options = {"width": args.width}
+    engine = engine_for("learning-loss", options, num_classes, images, normalizer, device, args.train_epochs)
+    pool = Pool(len(images))
+    pool.label(labelled, labels.numpy()[labelled], cycle=0)
+    model = engine.new_model(0)
     train_seconds = 0.0
     if args.train_epochs:
-        config = TrainConfig(epochs=args.train_epochs, lr=0.05, batch_size=32)
-        objectives = [create_objective("ce"), create_objective("learning-loss")]
-        trainer = Trainer(config, AugmentSpec(4, True), Normalizer(mean, std), device, False, objectives)
-        index = torch.from_numpy(labelled)
-        train_seconds = trainer.fit(model, images[index], labels[index], make_generator(0, device)).seconds
+        train_seconds = engine.fit(model, images, pool, 0, pool.unlabelled_indices()).seconds
     torch.save(images, directory / "images.pt")
-    torch.save(
-        {
-            "labels": labels,
-            "labelled": torch.from_numpy(labelled),
-            "mean": mean,
-            "std": std,
-            "num_classes": num_classes,
-            "width": args.width,
-            "state_dict": model.state_dict(),
-        },
-        directory / "state.pt",
+    torch.save({"labels": labels, "labelled": torch.from_numpy(labelled), "width": args.width}, directory / "state.pt")
+    classes = [str(k) for k in range(num_classes)]
+    save_classifier(
+        directory / MODEL_FILE, model, "small-cnn", {"width": args.width}, images.shape[1:], classes, engine.normalizer
     )
     return {"source": source, "train_seconds": train_seconds, "num_classes": num_classes}
 
@@ -177,43 +179,30 @@ class Timer:
 def run_case(
     directory: Path, name: str, options: dict, candidates: int | None, budget: int, device: torch.device
 ) -> dict:
-    """One selection in this process: seconds, inference and phase seconds, peak memory, the strategy's info."""
+    """One selection in this process, through the engine: seconds, inference and phase seconds, peak memory,
+    the strategy's info. The seconds include computing the representation the strategy asks for, as a cycle pays."""
     images = torch.load(directory / "images.pt", mmap=True)
     state = torch.load(directory / "state.pt")
-    channels, size = images.shape[1], images.shape[2]
-    model = build_model(state["width"], state["num_classes"], channels, size, device)
-    model.load_state_dict(state["state_dict"])
-    from dalkit.data.pool import Pool
-
+    saved = load_classifier(directory, device)
     pool = Pool(len(images))
     labelled = state["labelled"].numpy()
     pool.label(labelled, state["labels"].numpy()[labelled], cycle=0)
-    unlabelled = pool.unlabelled_indices()
-    if candidates is not None and candidates < len(unlabelled):
-        unlabelled = np.sort(np.random.default_rng(1).choice(unlabelled, size=candidates, replace=False))
-    strategy = create_strategy(name, **options)
+    num_classes = len(saved.classes)
+    engine = engine_for(name, {**options, "width": state["width"]}, num_classes, images, saved.normalizer, device, 1)
+    candidates = engine.candidate_subset(pool, 0, candidates)
     timer = Timer()
     for method in ("fit", "discriminate"):  # VAAL's and Sequential GCN's training, VAAL's scoring
-        if hasattr(strategy, method):
-            setattr(strategy, method, timer.wrap(method, getattr(strategy, method)))
-    ctx = QueryContext(
-        model,
-        images,
-        Normalizer(state["mean"], state["std"]).to(device),
-        pool,
-        unlabelled,
-        make_generator(0),
-        device,
-        batch_size=inference_batch_size(device),
-    )
-    ctx.outputs = timer.wrap("inference", ctx.outputs)
+        if hasattr(engine.strategy, method):
+            setattr(engine.strategy, method, timer.wrap(method, getattr(engine.strategy, method)))
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = current_rss_mb()
     reset = reset_peak_rss()
     start = time.perf_counter()
-    selection = checked_select(strategy, ctx, budget)
+    ctx = engine.context(saved.model, images, pool, candidates, 0)
+    ctx.outputs = timer.wrap("inference", ctx.outputs)
+    selection = checked_select(engine.strategy, ctx, budget)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -221,7 +210,7 @@ def run_case(
     return {
         "seconds": seconds,
         "phases": timer.seconds,
-        "candidates": len(unlabelled),
+        "candidates": len(candidates),
         "peak_rss_mb": peak,
         "peak_above_start_mb": max(0.0, peak - rss_before),
         "peak_is_the_querys_own": reset,
@@ -282,8 +271,6 @@ def extrapolate(name: str, case: dict, args: argparse.Namespace, pool_candidates
 def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     names = [s.strip() for s in args.strategies.split(",")] if args.strategies else list_strategies()
-    from dalkit.options import options_for, parse_options
-
     given = parse_options(args.strategy_option, "--strategy-option")
     with tempfile.TemporaryDirectory(prefix="dalkit-selection-time-") as tmp:
         directory = Path(tmp)
