@@ -16,6 +16,7 @@ from dalkit.models.base import model_input
 from dalkit.models.saved import load_classifier, save_classifier
 from dalkit.objectives import create_objective
 from dalkit.objectives.distill import distillation_loss, patch_votes, random_patches
+from dalkit.presets import list_methods
 
 FAST = ["--epochs", "2", "--no-progress", "--device", "cpu"]
 
@@ -144,3 +145,18 @@ def test_distill_user_errors(args, words, tmp_path, capsys, teacher_dir):
     assert main([*base, *args]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_run_serves_as_a_teacher(method, tmp_path, capsys):
+    """A run's model.pt loads back whatever heads its objectives trained (loss prediction, MoBY), so every
+    method's run can teach: the reproduction of a learning-loss run that `distill` could not load."""
+    tiny_ssl = [f"typiclust.ssl_{k}={v}" for k, v in (("epochs", 1), ("backbone", "small-cnn"), ("width", 4))]
+    run = ["run", "--method", method, "--dataset", "digits", "--initial", "30", "--budget", "10", "--cycles", "1"]
+    run += ["--model-option", "width=8", "--candidates", "100", *FAST, "--out", str(tmp_path / "run")]
+    assert main([*run, *(arg for option in tiny_ssl for arg in ("--strategy-option", option))]) == 0
+    (teacher,) = {path.parent for path in (tmp_path / "run").rglob("model.pt")}
+    student = ["distill", *FAST, "--teacher", str(teacher), "--student", "small-cnn", "--model-option", "width=4"]
+    assert main([*student, "--out", str(tmp_path / "student")]) == 0
+    assert "teacher" in capsys.readouterr().out
+    assert load_classifier(teacher, torch.device("cpu")).model.num_classes == 10
