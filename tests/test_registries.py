@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dalkit.data.augment import Normalizer
+from dalkit.errors import DalkitError
 from dalkit.models import create_model, list_models
 from dalkit.models.base import model_input
 from dalkit.models.heads import HEADS
@@ -22,6 +23,7 @@ from dalkit.objectives import OBJECTIVES, create_objective, list_objectives
 from dalkit.objectives.base import Step
 from dalkit.runtime import isolated_rng
 from dalkit.seeding import make_generator
+from dalkit.strategies import create_strategy
 
 CPU = torch.device("cpu")
 NORMALIZER = Normalizer(torch.full((3,), 0.5), torch.full((3,), 0.25))
@@ -110,3 +112,23 @@ def test_every_objective_gives_a_finite_loss_with_a_gradient(name, teacher_dir):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads), "no gradient reached the model"
+
+
+@pytest.mark.parametrize(
+    "create, name, option, value",
+    [
+        ("strategy", "bald", "samples", 1),
+        ("strategy", "coreset", "max_points", 0),
+        ("strategy", "typiclust", "min_cluster_size", 0),
+        ("objective", "ce", "label_smoothing", 1.5),
+        ("objective", "cskd", "temperature", 0),
+        ("objective", "learning-loss", "stop_epoch", -1),
+        ("objective", "mixup", "alpha", -1),
+    ],
+)
+def test_an_out_of_range_option_is_one_sentence_naming_it_and_an_example(create, name, option, value):
+    factory = create_strategy if create == "strategy" else create_objective
+    with pytest.raises(
+        DalkitError, match=rf"^the {name} option {option} must .* \(got {value}\); pass e\.g\. {option}="
+    ):
+        factory(name, **{option: value})

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from dalkit.objectives.base import Objective, Step, register_objective
+from dalkit.options import require
 
 
 def class_pairs(labels: torch.Tensor, positions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -45,6 +46,8 @@ class ClassWiseSelfKD(Objective):
     """CS-KD: match the softened predictions of two images of the same class (T = 4, lambda = 1)."""
 
     def __init__(self, temperature: float = 4.0, weight: float = 1.0) -> None:
+        require(temperature > 0, "cskd", "temperature", temperature, "be positive", "temperature=4")
+        require(weight >= 0, "cskd", "weight", weight, "be 0 or more", "weight=1")
         self.temperature = temperature
         self.weight = weight
 

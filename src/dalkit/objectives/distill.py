@@ -36,6 +36,7 @@ from dalkit.errors import DalkitError
 from dalkit.models.base import Classifier, model_input
 from dalkit.models.saved import SavedModel, load_classifier
 from dalkit.objectives.base import Objective, Step, register_objective
+from dalkit.options import require
 from dalkit.runtime import autocast
 
 
@@ -86,10 +87,8 @@ class Distillation(Objective):
                 f"the {self.name} objective needs a teacher: give --objective-option {self.name}.teacher=RUN_DIR "
                 "(a finished run's directory), or use `dalkit distill --teacher RUN_DIR`."
             )
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise DalkitError(f"the {self.name} option temperature must be a number > 0, got {temperature!r}.")
-        if not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-            raise DalkitError(f"the {self.name} option weight must be in [0, 1], got {weight!r}.")
+        require(temperature > 0, self.name, "temperature", temperature, "be positive", "temperature=4")
+        require(0 <= weight <= 1, self.name, "weight", weight, "be in [0, 1]", "weight=0.9")
         self.teacher_path = teacher
         self.temperature = float(temperature)
         self.weight = float(weight)
@@ -159,10 +158,8 @@ class PatchedOneHotKD(Distillation):
         patch_size: float = 0.75,
     ) -> None:
         super().__init__(teacher, temperature, weight)
-        if isinstance(patches, bool) or not isinstance(patches, int) or patches < 1:
-            raise DalkitError(f"the patch-kd option patches must be a whole number >= 1, got {patches!r}.")
-        if not isinstance(patch_size, (int, float)) or not 0 < patch_size <= 1:
-            raise DalkitError(f"the patch-kd option patch_size must be a fraction in (0, 1], got {patch_size!r}.")
+        require(patches >= 1, "patch-kd", "patches", patches, "be at least 1", "patches=8")
+        require(0 < patch_size <= 1, "patch-kd", "patch_size", patch_size, "be a fraction in (0, 1]", "patch_size=0.75")
         self.patches = patches
         self.patch_size = float(patch_size)
 

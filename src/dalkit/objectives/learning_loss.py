@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from dalkit.models.heads import model_head
 from dalkit.objectives.base import Objective, Step, register_objective
+from dalkit.options import require
 
 
 def margin_ranking_loss(predicted: torch.Tensor, target: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
@@ -40,6 +41,10 @@ class LearningLoss(Objective):
     trains_head = "loss-prediction"
 
     def __init__(self, margin: float = 1.0, weight: float = 1.0, stop_epoch: int | None = 120) -> None:
+        require(margin >= 0, "learning-loss", "margin", margin, "be 0 or more", "margin=1")
+        require(weight >= 0, "learning-loss", "weight", weight, "be 0 or more", "weight=1")
+        ok = stop_epoch is None or stop_epoch >= 0
+        require(ok, "learning-loss", "stop_epoch", stop_epoch, "be 0 or more, or None", "stop_epoch=120")
         self.margin = margin
         self.weight = weight
         self.stop_epoch = stop_epoch

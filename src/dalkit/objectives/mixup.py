@@ -28,9 +28,9 @@ import math
 import torch
 from torch.nn import functional as F
 
-from dalkit.errors import DalkitError
 from dalkit.models.base import model_input
 from dalkit.objectives.base import Objective, Step, register_objective
+from dalkit.options import require
 
 GAMMA_CANDIDATES = 32
 
@@ -75,8 +75,7 @@ class Mixup(Objective):
     reads_output = False
 
     def __init__(self, alpha: float = 1.0) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-            raise DalkitError(f"the mixup option alpha must be a number >= 0, got {alpha!r}; e.g. alpha=1.")
+        require(alpha >= 0, "mixup", "alpha", alpha, "be 0 or more", "alpha=1")
         self.alpha = float(alpha)
 
     def loss(self, step: Step) -> torch.Tensor:

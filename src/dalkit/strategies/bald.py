@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from dalkit.errors import DalkitError
+from dalkit.options import require
 from dalkit.runtime import autocast
 from dalkit.strategies.base import QueryContext, RankingStrategy, entropy
 from dalkit.strategies.registry import register_strategy
@@ -66,6 +67,7 @@ class BALD(RankingStrategy):
     """Highest mutual information first; `samples` MC-dropout passes (20 by default)."""
 
     def __init__(self, samples: int = 20) -> None:
+        require(samples >= 2, "bald", "samples", samples, "be at least 2 (MC dropout samples)", "samples=20")
         self.samples = samples
 
     def scores(self, ctx: QueryContext) -> torch.Tensor:

@@ -24,6 +24,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from dalkit.errors import DalkitError
+from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy
 from dalkit.strategies.registry import register_strategy
 
@@ -280,13 +281,18 @@ class CoreSet(Strategy):
         max_points: int = 5000,
         max_pairs: int = 5_000_000,
     ) -> None:
-        if outliers is not None and outliers < 0:
-            raise DalkitError(f"the coreset option outliers must be 0 or more (got {outliers}); pass outliers=0.")
-        if not 0 <= outlier_fraction < 1:
-            raise DalkitError(
-                f"the coreset option outlier_fraction must be in [0, 1) (got {outlier_fraction}); "
-                "pass e.g. outlier_fraction=0.0001."
-            )
+        require(outliers is None or outliers >= 0, "coreset", "outliers", outliers, "be 0 or more", "outliers=0")
+        require(
+            0 <= outlier_fraction < 1,
+            "coreset",
+            "outlier_fraction",
+            outlier_fraction,
+            "be in [0, 1)",
+            "outlier_fraction=0.0001",
+        )
+        for name, value in [("max_iters", max_iters), ("max_points", max_points), ("max_pairs", max_pairs)]:
+            require(value >= 1, "coreset", name, value, "be at least 1", f"{name}=10")
+        require(time_limit > 0, "coreset", "time_limit", time_limit, "be positive (seconds)", "time_limit=30")
         self.robust = robust
         self.outliers = outliers
         self.outlier_fraction = outlier_fraction

@@ -33,6 +33,7 @@ import torch
 from scipy import sparse
 
 from dalkit.errors import DalkitError
+from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy
 from dalkit.strategies.coreset import sq_distance_blocks
 from dalkit.strategies.registry import register_strategy
@@ -150,14 +151,9 @@ class ProbCover(Strategy):
         features: str = "backbone",
         **ssl_options,
     ) -> None:
-        if delta is not None and not delta > 0:
-            raise DalkitError(f"the probcover option delta must be positive (got {delta}); pass e.g. delta=0.6.")
-        if not 0 < alpha <= 1:
-            raise DalkitError(f"the probcover option alpha must be in (0, 1] (got {alpha}); pass e.g. alpha=0.95.")
-        if max_edges < 1:
-            raise DalkitError(
-                f"the probcover option max_edges must be at least 1 (got {max_edges}); pass e.g. max_edges=50000000."
-            )
+        require(delta is None or delta > 0, "probcover", "delta", delta, "be positive", "delta=0.6")
+        require(0 < alpha <= 1, "probcover", "alpha", alpha, "be in (0, 1]", "alpha=0.95")
+        require(max_edges >= 1, "probcover", "max_edges", max_edges, "be at least 1", "max_edges=50000000")
         self.delta = delta
         self.alpha = alpha
         self.max_edges = max_edges

@@ -36,7 +36,7 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from dalkit.errors import DalkitError
+from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.coreset import sq_distance_blocks
 from dalkit.strategies.registry import register_strategy
@@ -134,14 +134,12 @@ class TypiClust(Strategy):
         features: str = "backbone",
         **ssl_options,
     ) -> None:
-        for name, value in [("k_neighbours", k_neighbours), ("max_clusters", max_clusters)]:
-            if value < 1:
-                raise DalkitError(f"the typiclust option {name} must be at least 1 (got {value}); pass e.g. {name}=20.")
-        if min_cluster_size < 1:
-            raise DalkitError(
-                f"the typiclust option min_cluster_size must be at least 1 (got {min_cluster_size}); "
-                "pass e.g. min_cluster_size=6."
-            )
+        for name, value, example in [
+            ("k_neighbours", k_neighbours, 20),
+            ("max_clusters", max_clusters, 500),
+            ("min_cluster_size", min_cluster_size, 6),
+        ]:
+            require(value >= 1, "typiclust", name, value, "be at least 1", f"{name}={example}")
         self.k_neighbours = k_neighbours
         self.max_clusters = max_clusters
         self.min_cluster_size = min_cluster_size
