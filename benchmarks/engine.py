@@ -136,7 +136,6 @@ def bald_mnist(data_root: str, device: str) -> None:
         epochs=10,
         device=device,
         progress=False,
-        out_dir="/tmp/dalkit-bench",
     )
     start = time.perf_counter()
     experiment = Experiment(config, log=lambda _: None)

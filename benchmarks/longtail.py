@@ -26,6 +26,7 @@ import numpy as np
 
 from dalkit.loop import ExperimentConfig
 from dalkit.report import format_table
+from dalkit.results import unique_directory
 from dalkit.supervised import distill, train_supervised
 
 RESULTS = Path(__file__).with_name("results.jsonl")
@@ -73,9 +74,13 @@ def main(argv: list[str] | None = None) -> None:
         dataset_options={"imbalance": args.imbalance},
         epochs=args.epochs,
         device=args.device,
-        out_dir=args.out,
         progress=sys.stderr.isatty(),
     )
+
+    def at(config: ExperimentConfig, name: str) -> ExperimentConfig:
+        """`config`, run in a new directory args.out/NAME (numbered if taken)."""
+        return replace(config, out_dir=str(unique_directory(Path(args.out), name)))
+
     quiet = lambda line: None  # noqa: E731  (the tables are the output)
     start = time.perf_counter()
 
@@ -84,20 +89,25 @@ def main(argv: list[str] | None = None) -> None:
     for objective in args.objectives.split(","):
         for seed in seeds:
             config = replace(base, model=model, model_options=model_options, objectives=(objective,), seed=seed)
-            training.setdefault(objective, []).append(train_supervised(config, quiet).records[-1])
+            training.setdefault(objective, []).append(
+                train_supervised(at(config, f"{objective}-seed{seed}"), quiet).records[-1]
+            )
             print(f"trained {objective} seed {seed}", file=sys.stderr)
 
     students: dict[str, list[dict]] = {}
     teacher, teacher_options = model_spec(args.teacher)
     student, student_options = model_spec(args.student)
     for seed in seeds:
-        config = replace(base, model=teacher, model_options=teacher_options, seed=seed, name=f"teacher-seed{seed}")
-        taught = train_supervised(config, quiet)
+        config = replace(base, model=teacher, model_options=teacher_options, seed=seed)
+        taught = train_supervised(at(config, f"teacher-seed{seed}"), quiet)
         students.setdefault(f"teacher ({args.teacher})", []).append(taught.records[-1])
         alone = replace(base, model=student, model_options=student_options, seed=seed)
-        students.setdefault("student alone (ce)", []).append(train_supervised(alone, quiet).records[-1])
+        students.setdefault("student alone (ce)", []).append(
+            train_supervised(at(alone, f"student-seed{seed}"), quiet).records[-1]
+        )
         for objective in args.distillation.split(","):
-            distilled = distill(taught.directory, replace(alone, objectives=(objective,)), quiet)
+            student_run = at(replace(alone, objectives=(objective,)), f"student-{objective}-seed{seed}")
+            distilled = distill(taught.directory, student_run, quiet)
             students.setdefault(f"student, {objective}", []).append(distilled.result.records[-1])
         print(f"distilled seed {seed}", file=sys.stderr)
 

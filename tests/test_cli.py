@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from dalkit.cli import main
@@ -16,16 +17,80 @@ def test_run_prints_a_table_and_writes_a_plot(tmp_path, capsys):
     assert main(["run", *FAST, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "accuracy %" in out and "labelled per class" in out
-    (run_dir,) = tmp_path.iterdir()
+    run_dir = tmp_path
     assert (run_dir / "curve.png").stat().st_size > 1000
 
 
+def test_out_is_the_run_directory_and_a_finished_run_is_never_overwritten(tmp_path, capsys):
+    run_dir = tmp_path / "my-run"
+    assert main(["run", *FAST, "--out", str(run_dir)]) == 0
+    assert f"run directory: {run_dir} " in capsys.readouterr().out
+    assert (run_dir / "cycles.csv").is_file() and (run_dir / "model.pt").is_file()
+    before = (run_dir / "cycles.jsonl").read_text()
+    assert main(["run", *FAST, "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{run_dir} already holds a finished run" in err and "--out" in err and len(err.splitlines()) == 1
+    assert (run_dir / "cycles.jsonl").read_text() == before
+
+
+def test_an_interrupted_run_in_out_starts_over_and_other_files_are_left_alone(tmp_path, capsys):
+    run_dir = tmp_path / "my-run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "cycles.jsonl").write_text('{"cycle": 0, "labelled": 3}\n')  # left by a run that was stopped
+    (run_dir / "selections.jsonl").write_text('{"cycle": 1, "indices": [1, 2]}\n')
+    assert main(["run", *FAST, "--out", str(run_dir)]) == 0
+    records = [json.loads(line) for line in (run_dir / "cycles.jsonl").read_text().splitlines()]
+    assert [r["labelled"] for r in records] == [10, 15]
+    assert len((run_dir / "selections.jsonl").read_text().splitlines()) == 1
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "model.pt").write_text("not ours")
+    assert main(["run", *FAST, "--out", str(other)]) == 2
+    assert "not a dalkit run" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["model.pt"]
+    assert main(["run", *FAST, "--out", str(other / "model.pt")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_without_out_each_run_gets_a_new_directory_under_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["run", *FAST, "--cycles", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["digits-margin-seed0", "digits-margin-seed0-2"]
+    assert "run directory: runs/digits-margin-seed0-2 " in capsys.readouterr().out
+
+
+def test_dataset_folder_colon_path_runs_and_names_the_run_after_the_folder(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    images = tmp_path / "shapes"
+    for label in range(2):
+        (images / f"class{label}").mkdir(parents=True)
+        for i in range(8):
+            pixels = np.full((8, 8, 3), 40 + 150 * label + i, dtype=np.uint8)
+            Image.fromarray(pixels).save(images / f"class{label}" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    small = ["--epochs", "1", "--initial", "4", "--budget", "2", "--cycles", "2", "--no-progress", "--device", "cpu"]
+    assert main(["run", "--dataset", f"folder:{images}", "--dataset-option", "image_size=8", *small]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name == "folder-shapes-margin-seed0"
+    records = [json.loads(line) for line in (run_dir / "cycles.jsonl").read_text().splitlines()]
+    assert [r["labelled"] for r in records] == [4, 6] and len(records[0]["class_counts"]) == 2
+    same = ["run", "--dataset", "folder", "--data-root", str(images), "--dataset-option", "image_size=8", *small]
+    assert main([*same, "--out", str(tmp_path / "other")]) == 0  # the other spelling still works
+    assert main(["run", "--dataset", f"folder:{tmp_path / 'nowhere'}", *small]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nowhere was not found" in err and len(err.splitlines()) == 1
+
+
 def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
-    args = ["compare", *FAST, "--strategies", "random,margin", "--seeds", "0,1", "--out", str(tmp_path)]
+    directory = tmp_path / "comparison"
+    args = ["compare", *FAST, "--strategies", "random,margin", "--seeds", "0,1", "--out", str(directory)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "+-" in out and "AULC" in out and "margin" in out
-    (directory,) = tmp_path.iterdir()
+    assert f"comparison directory: {directory}" in out
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["random"]["labelled"] == [10, 15] and summary["margin"]["seeds"] == [0, 1]
     assert (directory / "curves.png").is_file()
@@ -37,9 +102,9 @@ def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
 
 
 def test_compare_resume_reuses_finished_runs_and_reruns_the_rest(tmp_path, capsys):
-    base = ["compare", *FAST, "--seeds", "0", "--out", str(tmp_path)]
+    directory = tmp_path / "comparison"
+    base = ["compare", *FAST, "--seeds", "0", "--out", str(directory)]
     assert main([*base, "--strategies", "random"]) == 0
-    (directory,) = tmp_path.iterdir()
     (first,) = (directory / "random").iterdir()
     before = (first / "cycles.jsonl").read_text()
     interrupted = directory / "margin" / "digits-margin-seed0"
@@ -59,6 +124,19 @@ def test_compare_resume_reuses_finished_runs_and_reruns_the_rest(tmp_path, capsy
     assert main([*base, "--strategies", "random", "--epochs", "1", "--resume", str(directory)]) == 0
     assert len(list((directory / "random").iterdir())) == 2
     assert "finished earlier" not in capsys.readouterr().out
+
+
+def test_compare_refuses_to_overwrite_a_finished_comparison(tmp_path, capsys):
+    args = ["compare", *FAST, "--cycles", "1", "--strategies", "random", "--seeds", "0", "--out", str(tmp_path)]
+    assert main(args) == 0
+    before = (tmp_path / "summary.json").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a finished comparison" in err and "--resume" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "summary.json").read_text() == before and len(list((tmp_path / "random").iterdir())) == 1
+    assert main([*args, "--resume", str(tmp_path / "elsewhere")]) == 2
+    assert "differs from --resume" in capsys.readouterr().err
 
 
 def test_compare_resume_needs_a_comparison_directory(tmp_path, capsys):
@@ -81,6 +159,7 @@ def test_listings(kind, capsys):
         (["run", "--model-option", "depth=3", "--epochs", "1", "--cycles", "1", "--no-progress"], "does not take"),
         (["run", "--strategy-option", "bal.samples=5"], "strategy 'bal', which does not exist"),
         (["compare", "--objective-option", "ckd.temperature=4"], "objective 'ckd', which does not exist"),
+        (["run", "--initial", "1290", "--budget", "8"], "--budget 8 is larger than the 7 unlabelled images"),
     ],
 )
 def test_user_errors_are_one_line(args, words, tmp_path, capsys):
@@ -117,7 +196,7 @@ def test_method_preset_runs_and_explicit_options_override_it(tmp_path):
     )
     small = ["--model-option", "width=8", "--epochs", "1", "--cycles", "2", "--initial", "10", "--budget", "5"]
     assert main(["run", "--method", "cskd-sa", *small, "--no-progress", "--device", "cpu", "--out", str(tmp_path)]) == 0
-    (run_dir,) = tmp_path.iterdir()
+    run_dir = tmp_path
     saved = json.loads((run_dir / "config.json").read_text())["experiment"]
     assert saved["method"] == "cskd-sa" and saved["strategy"] == "learning-loss"
 
@@ -127,6 +206,6 @@ def test_every_other_method_runs_end_to_end(method, tmp_path):
     small = ["--model-option", "width=8", "--epochs", "1", "--cycles", "2", "--initial", "10", "--budget", "5"]
     args = ["run", "--method", method, *small, "--candidates", "50", "--no-progress", "--device", "cpu"]
     assert main([*args, "--out", str(tmp_path)]) == 0
-    (run_dir,) = tmp_path.iterdir()
+    run_dir = tmp_path
     records = [json.loads(line) for line in (run_dir / "cycles.jsonl").read_text().splitlines()]
     assert [r["labelled"] for r in records] == [10, 15]

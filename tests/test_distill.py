@@ -113,17 +113,16 @@ def test_bad_options_are_one_sentence(name, options, message):
 
 
 def test_train_then_distill_with_each_teacher_kind(tmp_path, capsys):
-    out = str(tmp_path)
-    assert main(["train", *FAST, "--model-option", "width=8", "--out", out]) == 0
+    teacher = tmp_path / "teacher"
+    assert main(["train", *FAST, "--model-option", "width=8", "--out", str(teacher)]) == 0
     printed = capsys.readouterr().out
     assert "balanced %" in printed and "few-shot %" in printed
-    (teacher,) = tmp_path.iterdir()
     record = json.loads((teacher / "cycles.jsonl").read_text())
     pool = json.loads((teacher / "pool.json").read_text())
     assert record["labelled"] == pool["size"] == len(pool["indices"])  # every training image
     for objective in ("kd", "onehot-kd", "patch-kd"):
         args = ["distill", *FAST, "--teacher", str(teacher), "--student", "small-cnn", "--model-option", "width=4"]
-        assert main([*args, "--objectives", objective, "--out", out]) == 0
+        assert main([*args, "--objectives", objective, "--out", str(tmp_path / f"distill-{objective}")]) == 0
         table = capsys.readouterr().out
         assert "teacher" in table and "student" in table and "parameters" in table
     students = sorted(d for d in tmp_path.iterdir() if "distill" in d.name)

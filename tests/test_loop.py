@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -68,12 +69,48 @@ def test_same_seed_same_selections_and_accuracy(tmp_path):
 
 
 def test_last_cycle_takes_what_is_left_or_refuses(tmp_path):
-    result = run_experiment(config(tmp_path, strategy="random", initial=1290, budget=5, cycles=4), quiet)
+    result = run_experiment(config(tmp_path / "a", strategy="random", initial=1290, budget=5, cycles=4), quiet)
     assert [r["labelled"] for r in result.records] == [1290, 1295, 1297]
     with pytest.raises(DalkitError, match="only 2 unlabelled images remain"):
         run_experiment(
-            config(tmp_path, strategy="random", initial=1290, budget=5, cycles=4, take_remaining=False), quiet
+            config(tmp_path / "b", strategy="random", initial=1290, budget=5, cycles=4, take_remaining=False), quiet
         )
+
+
+def test_a_budget_larger_than_the_unlabelled_pool_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(DalkitError, match=r"--budget 8 is larger than the 7 unlabelled images .*1,?297.*lower"):
+        run_experiment(config(out, initial=1290, budget=8, cycles=2), quiet)
+    assert not out.exists()
+    # a one-cycle run never queries, so its budget does not matter (as in `dalkit train`)
+    assert len(run_experiment(config(out, initial=1290, budget=8, cycles=1), quiet).records) == 1
+
+
+def test_selected_csv_lists_every_labelled_index_with_its_cycle(tmp_path):
+    result = run_experiment(config(tmp_path, strategy="margin"), quiet)
+    with open(result.directory / "selected.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["cycle", "index"]
+    pool = json.loads((result.directory / "pool.json").read_text())
+    assert sorted((int(r["cycle"]), int(r["index"])) for r in rows) == sorted(zip(pool["cycle"], pool["indices"]))
+    assert [int(r["index"]) for r in rows if r["cycle"] != "0"] == [i for s in result.selections() for i in s]
+    assert sum(r["cycle"] == "0" for r in rows) == 10
+
+
+def test_cycles_csv_has_every_scalar_of_the_json_records(tmp_path):
+    result = run_experiment(config(tmp_path, dataset="digits-lt", strategy="entropy"), quiet)
+    with open(result.directory / "cycles.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    records = read_jsonl(result.directory / "cycles.jsonl")
+    assert len(rows) == len(records) == 3
+    shots = ("many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy")
+    assert all(records[0][name] is not None for name in shots)  # digits-lt has classes in every group
+    for row, record in zip(rows, records):
+        for key, value in record.items():
+            if isinstance(value, (list, dict)):
+                continue
+            assert key in row, key
+            assert row[key] == ("" if value is None else str(value)), key
 
 
 def test_cold_start_queries_without_training(tmp_path):

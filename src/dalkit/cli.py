@@ -20,7 +20,9 @@ def int_list(text: str) -> list[int]:
 
 def data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="data set name (see `dalkit datasets`); default: digits or the method's")
+    g.add_argument(
+        "--dataset", help="data set name (see `dalkit datasets`) or folder:PATH; default: digits or the method's"
+    )
     g.add_argument("--data-root", default="data", help="folder holding the data set (torchvision layout)")
     g.add_argument("--download", action="store_true", help="download the data set if it is missing")
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. imbalance=100")
@@ -69,30 +71,30 @@ def active_learning_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_arguments(p: argparse.ArgumentParser) -> None:
+def run_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--out", default="runs", help="folder for run directories; default: runs")
+    g.add_argument("--out", metavar="DIR", help=out_help)
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
-def experiment_arguments() -> argparse.ArgumentParser:
-    """Options shared by `run` and `compare`."""
+def experiment_arguments(out_help: str) -> argparse.ArgumentParser:
+    """Options of `run` and `compare`."""
     p = argparse.ArgumentParser(add_help=False)
     data_arguments(p)
     training_arguments(p)
     active_learning_arguments(p)
-    run_arguments(p)
+    run_arguments(p, out_help)
     return p
 
 
-def supervised_arguments(model_flag: str) -> argparse.ArgumentParser:
+def supervised_arguments(model_flag: str, out_help: str) -> argparse.ArgumentParser:
     """Options of `train` (with the data set's) and `distill` (the data set is the teacher's)."""
     p = argparse.ArgumentParser(add_help=False)
     if model_flag == "--model":
         data_arguments(p)
     training_arguments(p, model_flag)
-    run_arguments(p)
+    run_arguments(p, out_help)
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -228,12 +230,24 @@ def _first_line(doc: str | None) -> str:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dalkit", description="Deep active learning for image classification.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    shared = experiment_arguments()
-    run = sub.add_parser("run", parents=[shared], help="run one active learning experiment")
+    run = sub.add_parser(
+        "run",
+        parents=[experiment_arguments("the run directory; default: a new runs/DATASET-STRATEGY-seedN/")],
+        help="run one active learning experiment",
+    )
     run.add_argument("--strategy", help="query strategy (see `dalkit strategies`); default: margin or the method's")
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(handler=command_run)
-    compare = sub.add_parser("compare", parents=[shared], help="compare strategies over several seeds")
+    compare = sub.add_parser(
+        "compare",
+        parents=[
+            experiment_arguments(
+                "the comparison's directory (its runs go in STRATEGY/ folders); default: a new "
+                "runs/compare-DATASET-MODEL/"
+            )
+        ],
+        help="compare strategies over several seeds",
+    )
     compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
     compare.add_argument(
@@ -243,11 +257,17 @@ def make_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(handler=command_compare)
     train = sub.add_parser(
-        "train", parents=[supervised_arguments("--model")], help="train a model on every training image (no AL)"
+        "train",
+        parents=[supervised_arguments("--model", "the run directory; default: a new runs/DATASET-MODEL-train-seedN/")],
+        help="train a model on every training image (no AL)",
     )
     train.set_defaults(handler=command_train)
     distill = sub.add_parser(
-        "distill", parents=[supervised_arguments("--student")], help="distil a run's final model into a student"
+        "distill",
+        parents=[
+            supervised_arguments("--student", "the run directory; default: a new runs/DATASET-MODEL-distill-seedN/")
+        ],
+        help="distil a run's final model into a student",
     )
     distill.add_argument("--teacher", required=True, help="directory of the finished run whose model teaches")
     distill.set_defaults(handler=command_distill)

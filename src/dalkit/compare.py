@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dalkit.data import dataset_label
 from dalkit.errors import DalkitError
-from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
+from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult, run_experiment
 from dalkit.options import options_for
 from dalkit.report import area_under_curve, format_table, markdown_table, plot_learning_curves
-from dalkit.results import read_jsonl, unique_directory
+from dalkit.results import is_finished, read_jsonl, unique_directory
 from dalkit.strategies import create_strategy
 
 
@@ -71,35 +72,56 @@ def run_comparison(
 ) -> Comparison:
     """Run every strategy with every seed (same seed -> same initial set) and summarise.
 
-    `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only, while a plain
-    key goes to every strategy. `resume`, an earlier comparison's directory, continues it there: each run
-    that finished in it with the same settings is read back instead of run again (see `finished_run`), so
-    an interrupted benchmark loses only its unfinished runs and a strategy can be added to a finished one.
+    The comparison's directory is `base.out_dir` (or a new runs/compare-DATASET-MODEL/), and each run is in
+    its STRATEGY/ folder. `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only,
+    while a plain key goes to every strategy. `resume`, an earlier comparison's directory, continues it there:
+    each run that finished in it with the same settings is read back instead of run again (see
+    `finished_run`), so an interrupted benchmark loses only its unfinished runs and a strategy can be added to
+    a finished one.
     """
     base.validate()
     options = {name: options_for(name, base.strategy_options) for name in strategies}
     for name in strategies:  # fail on a bad name or option before any training
         create_strategy(name, **options[name])
-    if resume is None:
-        directory = unique_directory(Path(base.out_dir), f"compare-{base.dataset}-{base.model}")
-    else:
-        directory = Path(resume)
-        if not (directory / "summary.json").exists() and not any(directory.glob("*/*/config.json")):
-            raise DalkitError(f"{directory} holds no dalkit comparison; give the directory `dalkit compare` printed.")
+    directory = comparison_directory(base) if resume is None else resumed_directory(base, Path(resume))
     summaries = []
     for name in strategies:
         runs = []
         for seed in seeds:
-            config = replace(
-                base, strategy=name, strategy_options=options[name], seed=seed, out_dir=str(directory / name)
-            )
-            earlier = finished_run(config)
-            log(f"== {name}, seed {seed}" + (f": finished earlier, read from {earlier.directory}" if earlier else ""))
-            runs.append(earlier or run_experiment(config, log))
+            config = replace(base, strategy=name, strategy_options=options[name], seed=seed, out_dir=None)
+            run = finished_run(config, directory / name)
+            log(f"== {name}, seed {seed}" + (f": finished earlier, read from {run.directory}" if run else ""))
+            if run is None:
+                run_dir = unique_directory(directory / name, config.run_name())
+                run = run_experiment(replace(config, out_dir=str(run_dir)), log)
+            runs.append(run)
         summaries.append(summarise(name, runs))
     comparison = Comparison(summaries, directory)
     write_comparison(comparison, base)
     return comparison
+
+
+def comparison_directory(base: ExperimentConfig) -> Path:
+    """`base.out_dir`, created (refused if it holds a finished comparison), or a new runs/compare-DATASET-MODEL/."""
+    if base.out_dir is None:
+        return unique_directory(RUNS, f"compare-{dataset_label(base.dataset)}-{base.model}")
+    directory = Path(base.out_dir)
+    if (directory / "summary.json").exists():
+        raise DalkitError(
+            f"{directory} already holds a finished comparison; pick another --out, remove that folder, or add "
+            f"--resume {directory} to reuse its runs."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def resumed_directory(base: ExperimentConfig, directory: Path) -> Path:
+    """The earlier comparison that `--resume` names (and `--out`, if given, names too)."""
+    if base.out_dir is not None and Path(base.out_dir) != directory:
+        raise DalkitError(f"--out {base.out_dir} differs from --resume {directory}; give only --resume.")
+    if not (directory / "summary.json").exists() and not any(directory.glob("*/*/config.json")):
+        raise DalkitError(f"{directory} holds no dalkit comparison; give the directory `dalkit compare` printed.")
+    return directory
 
 
 # Settings that do not change a run's results, so a finished run may be reused across them.
@@ -112,16 +134,16 @@ def settings(experiment: dict) -> dict:
     return {key: value for key, value in plain.items() if key not in NOT_SETTINGS}
 
 
-def finished_run(config: ExperimentConfig) -> ExperimentResult | None:
-    """A run under `config.out_dir` that finished (wrote cycles.csv) with the settings of `config`, if any.
+def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | None:
+    """A run in `folder` that finished (wrote cycles.csv) with the settings of `config`, if any.
 
     A field that a run's config.json lacks (recorded before the option existed) counts as its default.
     """
     wanted = settings(asdict(config))
     defaults = settings(asdict(ExperimentConfig()))
-    for config_path in sorted(Path(config.out_dir).glob("*/config.json")):
+    for config_path in sorted(folder.glob("*/config.json")):
         directory = config_path.parent
-        if not (directory / "cycles.csv").exists():
+        if not is_finished(directory):
             continue
         try:
             experiment = json.loads(config_path.read_text())["experiment"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dalkit.data import DataSplits, Pool, load_dataset
+from dalkit.data import DataSplits, Pool, dataset_label, load_dataset
 from dalkit.data.augment import Normalizer
 from dalkit.engine import Engine, EngineSpec, objectives_for
 from dalkit.errors import DalkitError
@@ -27,12 +27,13 @@ from dalkit.models import Classifier, model_entry
 from dalkit.models.saved import save_classifier
 from dalkit.objectives import OBJECTIVES
 from dalkit.report import format_table, plot_learning_curves
-from dalkit.results import RunRecorder, environment, read_jsonl, read_pool, unique_directory
+from dalkit.results import RunRecorder, check_run_directory, environment, read_jsonl, read_pool, unique_directory
 from dalkit.seeding import derive_seed, resolve_device
 from dalkit.strategies.registry import STRATEGIES
 from dalkit.train import SCHEDULES, TrainConfig
 
 INITIAL_MODES = ("random", "balanced")
+RUNS = Path("runs")  # where a run without out_dir gets a new directory
 
 
 @dataclass
@@ -67,8 +68,8 @@ class ExperimentConfig:
     take_remaining: bool = True
     seed: int = 0
     device: str = "auto"
-    out_dir: str = "runs"
-    name: str | None = None  # run-directory name; default DATASET-STRATEGY-seedN
+    out_dir: str | None = None  # the run directory (`--out`); None: a new one under runs/, see run_name()
+    name: str | None = None  # that new directory's name; default DATASET-STRATEGY-seedN
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -83,6 +84,10 @@ class ExperimentConfig:
         from dalkit.presets import method_fields
 
         return cls(method=method, **{**method_fields(method), **fields})
+
+    def run_name(self) -> str:
+        """The name of a new run directory: `name`, or DATASET-STRATEGY-seedN (numbered -2, -3... if taken)."""
+        return self.name or f"{dataset_label(self.dataset)}-{self.strategy}-seed{self.seed}"
 
     def validate(self) -> None:
         """Check option values once, at the boundary, with a one-sentence message."""
@@ -167,6 +172,8 @@ class Experiment:
 
     def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print) -> None:
         config.validate()
+        if config.out_dir is not None:
+            check_run_directory(Path(config.out_dir))  # before the data set loads; RunRecorder checks again
         self.config = config
         self.log = log
         self.train_config = config.train_config()
@@ -250,6 +257,15 @@ class Experiment:
             first = initial_indices(truth, cfg.initial, cfg.initial_mode, rng)
         self.pool.label(first, truth[first], cycle=0)
 
+    def check_budget(self) -> None:
+        """A budget larger than the whole unlabelled pool at the start is refused; a last cycle may find fewer."""
+        unlabelled, budget = len(self.pool.unlabelled_indices()), self.config.budget
+        if self.config.cycles > 1 and budget > unlabelled:
+            raise DalkitError(
+                f"--budget {budget} is larger than the {unlabelled} unlabelled images of the pool ({len(self.pool):,} "
+                f"images, {self.pool.num_labelled:,} labelled at the start); lower --budget or --initial."
+            )
+
     def candidate_subset(self, cycle: int) -> np.ndarray:
         return self.engine.candidate_subset(self.pool, cycle, self.config.candidates)
 
@@ -275,7 +291,9 @@ class Experiment:
 
     def run(self) -> ExperimentResult:
         cfg = self.config
-        directory = unique_directory(Path(cfg.out_dir), cfg.name or f"{cfg.dataset}-{cfg.strategy}-seed{cfg.seed}")
+        self.label_initial()
+        self.check_budget()
+        directory = Path(cfg.out_dir) if cfg.out_dir is not None else unique_directory(RUNS, cfg.run_name())
         recorder = RunRecorder(directory)
         recorder.write_config(
             {
@@ -291,7 +309,7 @@ class Experiment:
                 "environment": environment(self.device),
             }
         )
-        self.label_initial()
+        recorder.record_labelled(0, self.pool.labelled_indices())
         recorder.save_pool(self.pool)
         records = []
         for cycle in range(cfg.cycles):
@@ -323,11 +341,16 @@ class Experiment:
         return result
 
 
+# Every scalar of a cycle's record, in a fixed order; the lists (per-class accuracy, class counts) and the
+# strategy's selection_info stay in cycles.jsonl.
 CSV_COLUMNS = [
     "cycle",
     "labelled",
     "accuracy",
     "balanced_accuracy",
+    "many_shot_accuracy",
+    "medium_shot_accuracy",
+    "few_shot_accuracy",
     "train_loss",
     "train_seconds",
     "images_per_second",

@@ -1,11 +1,15 @@
 """A run's record on disk, written as the run goes so nothing is lost if it stops early.
 
 RUN_DIR/config.json       the resolved configuration, versions, device, code commit
-RUN_DIR/cycles.jsonl      one record per cycle (appended after each cycle); cycles.csv at the end
+RUN_DIR/cycles.jsonl      one record per cycle (appended after each cycle); cycles.csv, its scalars, at the end
 RUN_DIR/selections.jsonl  the pool indices (and scores) selected each cycle, and what the strategy reports
                           about the query (`info`, e.g. which features TypiClust clustered)
+RUN_DIR/selected.csv      cycle,index: one row per labelled pool index, the initial set as cycle 0
 RUN_DIR/pool.json         the labelled state after the last completed step (Pool.state_dict)
 RUN_DIR/curve.png         the learning curve
+
+A run is finished once cycles.csv is written; a directory holding a finished run, or files that are not a run,
+is never written into.
 """
 
 from __future__ import annotations
@@ -57,9 +61,33 @@ def unique_directory(parent: Path, name: str) -> Path:
     return candidate
 
 
+def is_finished(directory: Path) -> bool:
+    """Whether `directory` holds a run that finished (one that wrote cycles.csv)."""
+    return (directory / "cycles.csv").is_file()
+
+
+def check_run_directory(directory: Path) -> None:
+    """A run may write into a new or empty folder, or one holding an interrupted run (which starts over)."""
+    if directory.exists() and not directory.is_dir():
+        raise DalkitError(f"--out {directory} is a file; give a folder for the run.")
+    if is_finished(directory):
+        raise DalkitError(f"{directory} already holds a finished run; pick another --out or remove that folder first.")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / "config.json").is_file():
+        raise DalkitError(
+            f"{directory} holds files that are not a dalkit run; pick another --out (a new or empty one)."
+        )
+
+
 class RunRecorder:
+    """Writes a run's files into `directory`; the record of an interrupted run found there starts over."""
+
     def __init__(self, directory: Path) -> None:
+        check_run_directory(directory)
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("cycles.jsonl", "selections.jsonl"):
+            (directory / name).write_text("")
+        (directory / "selected.csv").write_text("cycle,index\n")
 
     def write_config(self, config: dict) -> None:
         (self.directory / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
@@ -71,9 +99,15 @@ class RunRecorder:
     def record_cycle(self, record: dict) -> None:
         self._append("cycles.jsonl", record)
 
+    def record_labelled(self, cycle: int, indices: np.ndarray) -> None:
+        """Append `indices`, labelled in `cycle`, to selected.csv."""
+        with open(self.directory / "selected.csv", "a", newline="") as f:
+            csv.writer(f).writerows([cycle, int(i)] for i in indices)
+
     def record_selection(
         self, cycle: int, indices: np.ndarray, scores: np.ndarray | None, info: dict | None = None
     ) -> None:
+        self.record_labelled(cycle, indices)
         entry = {"cycle": cycle, "indices": indices.tolist()}
         if scores is not None:
             values = np.round(np.asarray(scores, dtype=float), 6)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from dalkit.data import dataset_label
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
 from dalkit.models.saved import load_classifier, model_file, parameter_count, size_megabytes
@@ -27,7 +28,7 @@ DISTILLATION_OBJECTIVES = ("kd", "onehot-kd", "patch-kd")
 
 def train_supervised(config: ExperimentConfig, log: Callable[[str], None] = print) -> ExperimentResult:
     """Train `config.model` on the whole training split (one cycle, no query) and evaluate it."""
-    name = config.name or f"{config.dataset}-{config.model}-train-seed{config.seed}"
+    name = config.name or f"{dataset_label(config.dataset)}-{config.model}-train-seed{config.seed}"
     return run_experiment(replace(config, initial=None, initial_from=None, cycles=1, name=name), log)
 
 
@@ -68,7 +69,7 @@ def distill(teacher_dir: str | Path, config: ExperimentConfig, log: Callable[[st
         objective_options=options,
         initial_from=str(teacher_dir),
         cycles=1,
-        name=config.name or f"{data['dataset']}-{config.model}-distill-seed{config.seed}",
+        name=config.name or f"{dataset_label(data['dataset'])}-{config.model}-distill-seed{config.seed}",
     )
     result = run_experiment(student, log)
     return Distilled(result, comparison_table(teacher_dir, result))

@@ -1,5 +1,7 @@
 """Your own images: a folder with one sub-folder per class (torchvision's ImageFolder layout).
 
+`--dataset folder:PATH` reads the folder PATH (as does `--dataset folder --data-root PATH`).
+
 Either root/train/<class>/... and root/test/<class>/... (the published split; every test class must also be a
 train class), or root/<class>/... alone, in which case a stratified `test_fraction` of each class is held out
 with a fixed seed, so the split is the same on every run. Sub-folders of a class folder are searched too;
@@ -38,12 +40,13 @@ def load_folder(
     test_fraction: float = 0.2,
     **unknown,
 ) -> DataSplits:
-    """Images in one sub-folder per class; `download` is ignored (there is nothing to fetch)."""
+    """Your images, one sub-folder per class (`--dataset folder:PATH`); `download` is ignored."""
     check_options(image_size, channels, test_fraction, unknown)
     root = Path(root)
     if not root.is_dir():
         raise DalkitError(
-            f"image folder {root} was not found; pass --data-root pointing at a folder with one sub-folder per class."
+            f"image folder {root} was not found; give a folder with one sub-folder per class, e.g. "
+            "--dataset folder:PATH."
         )
     augment = AugmentSpec(crop_padding=image_size // 8, flip=True)
     train_dir, test_dir = root / "train", root / "test"
