@@ -9,6 +9,7 @@ import torch
 from dalkit.data.augment import Normalizer
 from dalkit.data.pool import Pool
 from dalkit.models import create_model
+from dalkit.runtime import isolated_rng
 from dalkit.seeding import make_generator
 from dalkit.strategies import QueryContext
 
@@ -24,10 +25,10 @@ def make_context(
 ) -> QueryContext:
     """A context over `pool_size` random 8x8 images; the first `labelled` are labelled. The model has the
     `loss-prediction` head (what the learning-loss strategy reads) unless `heads` says otherwise."""
-    torch.manual_seed(model_seed)
     images = torch.randint(0, 256, (pool_size, 1, 8, 8), generator=make_generator(123), dtype=torch.uint8)
     heads = {"loss-prediction": {}} if heads is None else heads
-    model = create_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=8, width=8, heads=heads)
+    with isolated_rng(model_seed):
+        model = create_model("small-cnn", num_classes=num_classes, in_channels=1, image_size=8, width=8, heads=heads)
     pool = Pool(pool_size)
     if labelled:
         pool.label(np.arange(labelled), np.arange(labelled) % num_classes, cycle=0)

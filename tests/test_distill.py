@@ -17,6 +17,7 @@ from dalkit.models.saved import load_classifier, save_classifier
 from dalkit.objectives import create_objective
 from dalkit.objectives.distill import distillation_loss, patch_votes, random_patches
 from dalkit.presets import list_methods
+from dalkit.seeding import make_generator
 
 FAST = ["--epochs", "2", "--no-progress", "--device", "cpu"]
 
@@ -77,7 +78,7 @@ def test_teacher_sees_images_in_its_own_normalisation(teacher_dir):
         expected = model(model_input(teacher_norm(images))).logits
     objective = create_objective("kd", teacher=str(directory))
     student = create_model("small-cnn", 3, in_channels=1, image_size=8, width=2)
-    objective.prepare(student, images, torch.zeros(6, dtype=torch.long))
+    objective.prepare(student, images, torch.zeros(6, dtype=torch.long), make_generator(0))
     student_norm = Normalizer(torch.tensor([0.6]), torch.tensor([0.5]))  # a different normalisation
     got = objective.teacher_logits(student_norm.pixels(student_norm(images)))
     assert torch.allclose(got, expected, atol=1e-4)
@@ -88,7 +89,7 @@ def test_a_teacher_for_another_label_set_is_refused(teacher_dir):
     objective = create_objective("onehot-kd", teacher=str(directory))
     student = create_model("small-cnn", 5, in_channels=1, image_size=8, width=2)
     with pytest.raises(DalkitError, match="same data set"):
-        objective.prepare(student, torch.zeros(0), torch.zeros(0))
+        objective.prepare(student, torch.zeros(0), torch.zeros(0), make_generator(0))
 
 
 def test_corrupt_model_file_is_one_sentence(tmp_path):

@@ -22,7 +22,7 @@ from dalkit.seeding import make_generator
 from dalkit.train import TrainConfig, Trainer
 
 NORMALIZER = Normalizer(torch.tensor([0.5]), torch.tensor([0.25]))
-TINY_CVAE = dict(width=8, latent_dim=8, embed_dim=4, epochs=1, batch_size=16, lr=3e-3, progress=False)
+TINY_CVAE = dict(width=8, latent_dim=8, embed_dim=4, epochs=1, batch_size=16, lr=3e-3)
 
 
 @register_generator("test-linear")
@@ -35,7 +35,7 @@ class LinearGenerator(LatentGenerator):
         self.fit_seeds: list[int] = []
         self.latent_calls = 0
 
-    def fit(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
+    def fit(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, progress: bool) -> None:
         self.fit_seeds.append(generator.initial_seed())
 
     def class_latents(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -214,8 +214,8 @@ def test_the_fit_seed_comes_from_the_seed_option_and_changes_per_fit():
     first, second = LinearGenerator(), LinearGenerator()
     for generator in (first, second):
         objective = create_objective("hybrid-mixup", generator=generator, seed=5)
-        objective.prepare(small_model(), images, labels)
-        objective.prepare(small_model(), images, labels)
+        objective.prepare(small_model(), images, labels, make_generator(0))
+        objective.prepare(small_model(), images, labels, make_generator(0))
     assert first.fit_seeds == second.fit_seeds and first.fit_seeds[0] != first.fit_seeds[1]
 
 
@@ -231,7 +231,7 @@ def test_a_generator_of_the_wrong_image_size_is_a_user_error():
     objective = create_objective("hybrid-mixup", generator=LinearGenerator(shape=(1, 4, 4)))
     images, labels = batch()
     with pytest.raises(DalkitError, match=r"\(1, 4, 4\).*\(1, 8, 8\)"):
-        objective.prepare(small_model(), images, labels)
+        objective.prepare(small_model(), images, labels, make_generator(0))
 
 
 @pytest.mark.parametrize(

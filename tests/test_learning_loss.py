@@ -41,7 +41,7 @@ def backbone_gradient(epoch: int, stop_epoch: int) -> float:
     torch.manual_seed(0)
     objective = create_objective("learning-loss", stop_epoch=stop_epoch)
     model = create_model("small-cnn", num_classes=3, in_channels=1, image_size=8, width=8, heads=objective.heads())
-    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), make_generator(0))
     objective.loss(step_for(model, epoch)).backward()
     backbone = sum(
         p.grad.abs().sum().item() for n, p in model.named_parameters() if n.startswith("stages") and p.grad is not None

@@ -68,7 +68,7 @@ def test_momentum_update_moves_every_target_parameter_by_the_schedule_factor():
 
 
 def test_queue_keeps_exactly_the_newest_keys_and_stays_normalised():
-    queue = KeyQueue(8, 4)
+    queue = KeyQueue(8, 4, make_generator(0))
     torch.testing.assert_close(queue.keys.norm(dim=1), torch.ones(8))
     pushed = F.normalize(torch.randn(23, 4, generator=make_generator(1)), dim=1)
     for start in range(0, 15, 3):  # 15 keys in pushes of 3: the queue wrapped around
@@ -223,7 +223,7 @@ def test_loss_uses_labelled_and_unlabelled_images_and_trains_projector_predictor
     torch.manual_seed(0)
     objective = MoBY(queue_size=16)
     model = create_model("resnet18", num_classes=3, width=8, heads=objective.heads())
-    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), make_generator(0))
     raw, pool = images(6), images(20, seed=1)
     asked = []
 
@@ -261,7 +261,7 @@ def test_moby_trains_end_to_end_and_the_key_encoder_follows_without_gradients():
         objectives=[CrossEntropy(), objective],
     )
     # prepare now to record the heads; fit keeps them and re-copies the key
-    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), make_generator(0))
     projector = copy.deepcopy(model.heads["moby"].projector.state_dict())
     initial = {name: p.clone() for name, p in model.named_parameters()}
     labels = torch.randint(0, 3, (24,), generator=make_generator(2))

@@ -28,7 +28,7 @@ from dalkit.strategies import create_strategy
 CPU = torch.device("cpu")
 NORMALIZER = Normalizer(torch.full((3,), 0.5), torch.full((3,), 0.25))
 #: options that keep each objective's test tiny (a teacher is written by the test)
-TINY_OPTIONS = {"hybrid-mixup": {"epochs": 1, "min_steps": 1, "width": 8, "progress": False}}
+TINY_OPTIONS = {"hybrid-mixup": {"epochs": 1, "min_steps": 1, "width": 8}}
 
 
 def model_with_heads(name: str, num_classes: int = 5):
@@ -81,8 +81,8 @@ def test_every_objective_gives_a_finite_loss_with_a_gradient(name, teacher_dir):
     images, labels = tiny_batch()
     with isolated_rng(0):
         model = create_model("small-cnn", 3, image_size=16, width=8, heads=objective.heads())
-    objective.prepare(model, images, labels)
     generator = make_generator(3)
+    objective.prepare(model, images, labels, generator, progress=False)
     normalize = NORMALIZER.__call__
 
     def inputs_for(indices: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from dalkit.data.augment import Normalizer
 from dalkit.engine import provide_representation
 from dalkit.errors import DalkitError
 from dalkit.features.simclr import SimCLRConfig, build_encoder, encode, nt_xent, pool_features, train_simclr
+from dalkit.runtime import isolated_rng
 from dalkit.strategies import checked_select, create_strategy
 
 CPU = torch.device("cpu")
@@ -78,8 +79,8 @@ def separation(features: torch.Tensor, clusters: np.ndarray) -> float:
 def test_simclr_training_separates_planted_clusters_that_the_same_network_untrained_does_not():
     images, clusters = stripes()
     config = SimCLRConfig(backbone="small-cnn", width=8, epochs=60, batch_size=64, lr=0.1, temperature=0.2, seed=0)
-    torch.manual_seed(config.seed)  # train_simclr builds the encoder right after seeding: the same initial weights
-    untrained = encode(build_encoder(config, (3, 16, 16), CPU), images, RGB, CPU)
+    with isolated_rng(config.seed):  # as train_simclr builds the encoder: the same initial weights
+        untrained = encode(build_encoder(config, (3, 16, 16), CPU), images, RGB, CPU)
     encoder, losses = train_simclr(images, RGB, config, CPU, progress=False)
     trained = encode(encoder, images, RGB, CPU)
     before, after = separation(untrained, clusters), separation(trained, clusters)

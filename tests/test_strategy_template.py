@@ -1,10 +1,11 @@
 """The template every registered strategy passes (scikit-activeml style): budget bounds, cold start,
-determinism, no repeated picks, pool sizes that are not a multiple of the chunk size."""
+determinism without global state, no repeated picks, pool sizes that are not a multiple of the chunk size."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dalkit.errors import DalkitError
 from dalkit.strategies import checked_select, create_strategy, list_strategies
@@ -31,9 +32,23 @@ def test_cold_start_with_nothing_labelled(name, context_factory):
     assert len(set(selection.indices.tolist())) == 4
 
 
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in [*model.named_parameters(), *model.named_buffers()]}
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_same_seed_same_picks(name, context_factory):
-    first = checked_select(create_strategy(name), context_factory(seed=3), 6).indices
+def test_select_is_pure_given_its_generator(name, context_factory):
+    """The same generator seed gives the same picks; the model (parameters and buffers) and torch's and NumPy's
+    global RNGs are left as they were: every draw comes from `ctx.generator`."""
+    ctx = context_factory(seed=3)
+    model, torch_rng, numpy_rng = model_state(ctx.model), torch.get_rng_state(), np.random.get_state()
+    first = checked_select(create_strategy(name), ctx, 6).indices
+    assert torch.equal(torch.get_rng_state(), torch_rng), f"{name} drew from torch's global RNG"
+    np.testing.assert_equal(np.random.get_state(), numpy_rng, err_msg=f"{name} drew from NumPy's global RNG")
+    after = model_state(ctx.model)
+    assert after.keys() == model.keys()
+    changed = [key for key, value in model.items() if not torch.equal(after[key], value)]
+    assert not changed, f"{name} changed the model's {changed}"
     second = checked_select(create_strategy(name), context_factory(seed=3), 6).indices
     np.testing.assert_array_equal(first, second)
 

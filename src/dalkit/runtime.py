@@ -1,11 +1,15 @@
-"""Device helpers everything may use (placeholder until the rng-fit branch lands)."""
+"""Device helpers everything may use: batch sizes, autocast, one fit loop, and the global RNG kept isolated."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
+from tqdm.auto import tqdm
+
+#: one epoch's steps: yields, per step, its loss (a scalar, or a vector of named losses) and how many items it saw
+EpochSteps = Callable[[int], Iterable[tuple[torch.Tensor, int]]]
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:
@@ -28,7 +32,53 @@ def autocast(device: torch.device) -> torch.autocast:
 
 @contextlib.contextmanager
 def isolated_rng(seed: int) -> Iterator[None]:
+    """Run the block with torch's global RNG (CPU and every CUDA device) seeded with `seed`, restored after.
+
+    The one way dalkit lets code draw from the global RNG, for what can draw from nothing else: the weight
+    initialisation of a module built in place (the classifier, VAAL's networks, the GCN) and nn.Dropout. Everything
+    else draws from a torch.Generator; a strategy passes `seeding.draw_seed(ctx.generator)`.
+    """
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def fit_loop(
+    epochs: int,
+    epoch_size: int,
+    run_epoch: EpochSteps,
+    *,
+    progress: bool,
+    description: str,
+    unit: str = "img",
+    names: Sequence[str] = ("loss",),
+) -> torch.Tensor:
+    """Run `run_epoch(epoch)` for every epoch under one progress bar; return each epoch's mean loss.
+
+    `run_epoch` does one epoch's optimizer steps and yields, after each, the step's loss and the number of items
+    it saw (`epoch_size` in an epoch, which the bar counts in `unit`s, with rate and ETA). The bar is hidden when
+    `progress` is False, and (tqdm's default) when stderr is not a terminal; it shows the last epoch's mean
+    losses, labelled with `names`. Losses are summed where they live and read once per epoch, so nothing waits
+    for the device inside an epoch. Returns the item-weighted means, (epochs, *loss shape), float64 on the CPU.
+    """
+    records = []
+    bar = tqdm(
+        total=epochs * epoch_size,
+        desc=description,
+        unit=unit,
+        unit_scale=True,
+        disable=None if progress else True,
+        leave=False,
+    )
+    with bar:
+        for epoch in range(epochs):
+            total, count = 0.0, 0
+            for loss, n in run_epoch(epoch):
+                total = total + loss.detach().float() * n
+                count += n
+                bar.update(n)
+            mean = torch.as_tensor(total, dtype=torch.float64, device="cpu") / count  # nan for an epoch of no steps
+            records.append(mean)
+            bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, mean.reshape(-1).tolist())})
+    return torch.stack(records) if records else torch.empty(0, dtype=torch.float64)

@@ -1,17 +1,13 @@
-"""One seed drives everything: Python, NumPy, torch, and the generators handed to strategies."""
+"""One seed drives everything: every random draw comes from a generator derived from the run's seed.
+
+NumPy and torch's global RNGs are never seeded or read; what can only draw from torch's (weight initialisation,
+dropout) runs under `dalkit.runtime.isolated_rng`.
+"""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import torch
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -19,6 +15,11 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """A seed drawn from `generator`, for a stage that needs its own generator or `isolated_rng`."""
+    return int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
 
 
 def derive_seed(seed: int, *parts: int) -> int:

@@ -5,26 +5,25 @@ The loss of a batch is the sum of the configured objectives (cross-entropy by de
 
 The fast path in one place: the labelled images live on the device as uint8; each step gathers a
 batch, augments it (random crop with padding, flip) and normalises it there. The model runs in
-channels_last (faster convolutions on CPU too) and, on CUDA, under bf16 autocast. Nothing inside an
-epoch synchronises with the host: the loss is summed on the device and read once per epoch for the
-progress bar (images/s and ETA).
+channels_last (faster convolutions on CPU too) and, on CUDA, under bf16 autocast. The epochs run in
+`dalkit.runtime.fit_loop`: nothing inside an epoch synchronises with the host, the loss is summed on the
+device and read once per epoch for the progress bar (images/s and ETA).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from dalkit.data.augment import Normalizer, augment_batch
 from dalkit.data.base import AugmentSpec
 from dalkit.models.base import Classifier, TrainDefaults, model_input
 from dalkit.objectives import CrossEntropy, Objective, Step
-from dalkit.runtime import autocast, batch_slices, inference_batch_size
+from dalkit.runtime import autocast, batch_slices, fit_loop, inference_batch_size
 
 
 @dataclass(frozen=True)
@@ -124,62 +123,57 @@ class Trainer:
                 return unlabelled[pick]
 
         for objective in self.objectives:
-            objective.prepare(model, images, labels)
+            objective.prepare(model, images, labels, generator, self.progress)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
         )
         schedule = lr_schedule(optimizer, cfg)
         slices = batch_slices(n, cfg.batch_size)
         seen = sum(s.stop - s.start for s in slices)
+        steps = cfg.epochs * len(slices)
+        clean_forward = any(objective.reads_output for objective in self.objectives)
+
+        def inputs_for(idx: torch.Tensor) -> torch.Tensor:
+            return self._inputs(augment_batch(images[idx], self.augment, generator))
+
+        def epoch_steps(epoch: int) -> Iterator[tuple[torch.Tensor, int]]:
+            order = torch.randperm(n, device=self.device, generator=generator)
+            for k, part in enumerate(slices):
+                idx = order[part]
+                x = inputs_for(idx)
+                with autocast(self.device):
+                    step = Step(
+                        model,
+                        x,
+                        labels[idx],
+                        model(x) if clean_forward else None,
+                        idx,
+                        labels,
+                        epoch,
+                        generator,
+                        inputs_for,
+                        progress=(epoch * len(slices) + k) / steps,
+                        epochs=cfg.epochs,
+                        normalize=self._inputs,
+                        unlabelled_batch=draw_unlabelled,
+                        raw=images[idx],
+                        pixels=self.normalizer.pixels,
+                    )
+                    batch_loss = sum(objective.loss(step) for objective in self.objectives)
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                optimizer.step()
+                for objective in self.objectives:
+                    objective.after_step(step)
+                yield batch_loss, part.stop - part.start
+            schedule.step()
+
         model.train()
-        loss = float("nan")
         start = time.perf_counter()
-        with tqdm(
-            total=cfg.epochs * seen, unit="img", unit_scale=True, disable=None if self.progress else True, leave=False
-        ) as bar:
-
-            def inputs_for(idx: torch.Tensor) -> torch.Tensor:
-                return self._inputs(augment_batch(images[idx], self.augment, generator))
-
-            steps = cfg.epochs * len(slices)
-            clean_forward = any(objective.reads_output for objective in self.objectives)
-            for epoch in range(cfg.epochs):
-                order = torch.randperm(n, device=self.device, generator=generator)
-                total = torch.zeros((), device=self.device)
-                for k, part in enumerate(slices):
-                    idx = order[part]
-                    x = inputs_for(idx)
-                    with autocast(self.device):
-                        step = Step(
-                            model,
-                            x,
-                            labels[idx],
-                            model(x) if clean_forward else None,
-                            idx,
-                            labels,
-                            epoch,
-                            generator,
-                            inputs_for,
-                            progress=(epoch * len(slices) + k) / steps,
-                            epochs=cfg.epochs,
-                            normalize=self._inputs,
-                            unlabelled_batch=draw_unlabelled,
-                            raw=images[idx],
-                            pixels=self.normalizer.pixels,
-                        )
-                        batch_loss = sum(objective.loss(step) for objective in self.objectives)
-                    optimizer.zero_grad(set_to_none=True)
-                    batch_loss.backward()
-                    optimizer.step()
-                    for objective in self.objectives:
-                        objective.after_step(step)
-                    total += batch_loss.detach() * (part.stop - part.start)
-                schedule.step()
-                loss = total.item() / seen
-                bar.set_postfix(loss=f"{loss:.3f}")
-                bar.update(seen)
+        losses = fit_loop(cfg.epochs, seen, epoch_steps, progress=self.progress, description="train")
         seconds = time.perf_counter() - start
-        return TrainStats(seconds, cfg.epochs * seen / max(seconds, 1e-9), loss)
+        final_loss = float(losses[-1]) if len(losses) else float("nan")
+        return TrainStats(seconds, cfg.epochs * seen / max(seconds, 1e-9), final_loss)
 
     @torch.inference_mode()
     def evaluate(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:

@@ -57,13 +57,13 @@ import os
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from dalkit.data.augment import Normalizer
 from dalkit.data.ssl_augment import strong_view
@@ -71,7 +71,7 @@ from dalkit.errors import DalkitError
 from dalkit.features.base import register_feature_source
 from dalkit.models import MODELS, create_model
 from dalkit.models.base import Classifier, model_input, prepare_model
-from dalkit.runtime import autocast, batch_slices
+from dalkit.runtime import autocast, batch_slices, fit_loop, isolated_rng
 from dalkit.seeding import make_generator
 
 #: ColorJitter(brightness, contrast, saturation, hue) of SCAN's SimCLR CIFAR pipeline
@@ -168,12 +168,12 @@ def train_simclr(
 ) -> tuple[Classifier, list[float]]:
     """SimCLR on uint8 `images` (N, C, H, W); returns the encoder and the mean loss of every epoch.
 
-    Weights, batch order and augmentations are all drawn from `config.seed` (the global RNG is left untouched).
+    Weights (under `isolated_rng`), batch order and augmentations are all drawn from `config.seed`; the global RNG
+    is left untouched.
     """
     images = images.to(device)
     normalizer = normalizer.to(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+    with isolated_rng(config.seed):
         encoder = build_encoder(config, tuple(images.shape[1:]), device)
         head = ProjectionHead(encoder.embedding_dim, config.projection_dim).to(device)
     generator = make_generator(config.seed, device)
@@ -181,31 +181,27 @@ def train_simclr(
     parameters = [*encoder.parameters(), *head.parameters()]
     optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     slices = batch_slices(len(images), config.batch_size)
-    seen = sum(s.stop - s.start for s in slices)
     encoder.train()
     head.train()
-    losses = []
-    bar = tqdm(total=config.epochs, desc="SimCLR", unit="epoch", disable=None if progress else True, leave=False)
-    with bar:
-        for epoch in range(config.epochs):
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(epoch)
-            order = torch.randperm(len(images), device=device, generator=generator)
-            total = torch.zeros((), device=device)
-            for part in slices:
-                raw = images[order[part]]
-                views = torch.cat([simclr_view(raw, generator), simclr_view(raw, generator)])
-                with autocast(device):
-                    z = head(encoder.trunk(model_input(normalizer(views))))
-                loss = nt_xent(z, config.temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * (part.stop - part.start)
-            losses.append(total.item() / seen)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-            bar.update()
-    return encoder, losses
+
+    def epoch_steps(epoch: int) -> Iterator[tuple[torch.Tensor, int]]:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(epoch)
+        order = torch.randperm(len(images), device=device, generator=generator)
+        for part in slices:
+            raw = images[order[part]]
+            views = torch.cat([simclr_view(raw, generator), simclr_view(raw, generator)])
+            with autocast(device):
+                z = head(encoder.trunk(model_input(normalizer(views))))
+            loss = nt_xent(z, config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            yield loss, part.stop - part.start
+
+    seen = sum(s.stop - s.start for s in slices)
+    losses = fit_loop(config.epochs, seen, epoch_steps, progress=progress, description="SimCLR")
+    return encoder, losses.tolist()
 
 
 @torch.inference_mode()

@@ -2,9 +2,10 @@
 
 A `LatentGenerator` has three methods:
 
-- `fit(images, labels, generator)`: learn from the labelled uint8 images (N, C, H, W) and their labels, on the
-  training device, drawing all randomness from `generator`; a no-op for a pre-trained generator (which may use it
-  to load its weights onto `images.device` and note the data's image size);
+- `fit(images, labels, generator, progress)`: learn from the labelled uint8 images (N, C, H, W) and their labels,
+  on the training device, drawing all randomness from `generator` and showing a progress bar only if `progress`;
+  a no-op for a pre-trained generator (which may use it to load its weights onto `images.device` and note the
+  data's image size);
 - `class_latents(labels, generator) -> w`: one latent code per label, sampled for that class; the code carries
   the class (StyleGAN2's `mapping(z, c)`, or the built-in CVAE's [z, class embedding]), so a convex combination
   of two codes is a point between two classes;
@@ -34,7 +35,9 @@ from dalkit.registry import Registry
 class LatentGenerator(ABC):
     """A class-conditional generator: sample a class's latent code, synthesise images from codes."""
 
-    def fit(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:  # noqa: B027
+    def fit(  # noqa: B027
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, progress: bool = True
+    ) -> None:
         """Learn from the labelled uint8 images (N, C, H, W) and labels; nothing to do for a pre-trained one."""
 
     @abstractmethod

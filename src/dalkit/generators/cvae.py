@@ -28,23 +28,25 @@ and class count are unchanged.
 Sampling: `class_latents` draws z ~ N(0, temperature^2 I) (`temperature` < 1 is the usual truncation trick:
 more typical, less varied samples) and returns its class's code.
 
-Randomness: the weights are initialised under a seed drawn from the `fit` generator (torch's global RNG forked,
-so it is left untouched), batch order and reparameterisation noise come from that generator, and sampling from
-the one given to `class_latents`: the same generators give the same generator and the same samples.
+Randomness: the weights are initialised under `isolated_rng` with a seed drawn from the `fit` generator (torch's
+global RNG is left untouched), batch order and reparameterisation noise come from that generator, and sampling
+from the one given to `class_latents`: the same generators give the same generator and the same samples.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from dalkit.errors import DalkitError
 from dalkit.generators.base import LatentGenerator, register_generator
 from dalkit.models.vae import gaussian_kl, halvings
+from dalkit.runtime import fit_loop, isolated_rng
+from dalkit.seeding import draw_seed
 
 
 class CVAENet(nn.Module):
@@ -148,7 +150,6 @@ class ConditionalVAE(LatentGenerator):
         beta: float = 1.0,
         temperature: float = 1.0,
         warm_start: bool = False,
-        progress: bool = True,
     ) -> None:
         check_options(
             latent_dim=latent_dim,
@@ -173,17 +174,17 @@ class ConditionalVAE(LatentGenerator):
         self.beta = beta
         self.temperature = temperature
         self.warm_start = bool(warm_start)
-        self.progress = bool(progress)
         self.net: CVAENet | None = None
 
     def build(self, shape: tuple[int, int, int, int], device: torch.device, seed: int) -> CVAENet:
         """A freshly initialised network for (C, H, W, classes), its weights from `seed` (global RNG untouched)."""
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with isolated_rng(seed):
             net = CVAENet(*shape, self.latent_dim, self.embed_dim, self.mapping_layers, self.width)
         return net.to(device)
 
-    def fit(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
+    def fit(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, progress: bool = True
+    ) -> None:
         if images.dim() != 4 or len(images) == 0 or len(images) != len(labels):
             raise DalkitError("the cvae generator needs a non-empty (N, C, H, W) image batch with one label each.")
         n, channels, height, width = images.shape
@@ -191,7 +192,7 @@ class ConditionalVAE(LatentGenerator):
             raise DalkitError(f"the cvae generator needs images of at least 4x4 pixels, got {height}x{width}.")
         device = images.device
         shape = (channels, height, width, int(labels.max()) + 1)
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        seed = draw_seed(generator)
         if not (self.warm_start and self.net is not None and self.net.shape == shape):
             self.net = self.build(shape, device, seed)
         net = self.net.train().requires_grad_(True)
@@ -199,25 +200,24 @@ class ConditionalVAE(LatentGenerator):
         x_all, labels = images.float() / 255, labels.to(device)
         per_epoch = -(-n // self.batch_size)
         epochs = max(self.epochs, -(-self.min_steps // per_epoch))
-        with tqdm(total=epochs, desc="CVAE", unit="epoch", disable=None if self.progress else True, leave=False) as bar:
-            for _ in range(epochs):
-                order = torch.randperm(n, generator=generator, device=generator.device).to(device)
-                total = torch.zeros((), device=device)
-                for start in range(0, n, self.batch_size):
-                    idx = order[start : start + self.batch_size]
-                    x, y = x_all[idx], labels[idx]
-                    mu, logvar = net.encode(x, y)
-                    noise = torch.randn(mu.shape, generator=generator, device=generator.device).to(device)
-                    z = mu + noise * (0.5 * logvar).exp()
-                    recon = F.binary_cross_entropy_with_logits(net.decode(net.latent(z, y)), x, reduction="sum")
-                    kl = gaussian_kl(mu, logvar)
-                    loss = (recon + self.beta * kl) / len(idx)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.detach() * len(idx)
-                bar.set_postfix(loss=f"{total.item() / n:.2f}", refresh=False)
-                bar.update()
+
+        def epoch_steps(_: int) -> Iterator[tuple[torch.Tensor, int]]:
+            order = torch.randperm(n, generator=generator, device=generator.device).to(device)
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                x, y = x_all[idx], labels[idx]
+                mu, logvar = net.encode(x, y)
+                noise = torch.randn(mu.shape, generator=generator, device=generator.device).to(device)
+                z = mu + noise * (0.5 * logvar).exp()
+                recon = F.binary_cross_entropy_with_logits(net.decode(net.latent(z, y)), x, reduction="sum")
+                kl = gaussian_kl(mu, logvar)
+                loss = (recon + self.beta * kl) / len(idx)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                yield loss, len(idx)
+
+        fit_loop(epochs, n, epoch_steps, progress=progress, description="CVAE")
         net.eval().requires_grad_(False)
 
     def fitted(self) -> CVAENet:

@@ -42,8 +42,9 @@ class Step:
 class Objective(ABC):
     """Constructors store parameters; `loss(step)` returns a scalar tensor.
 
-    `prepare(model, images, labels)` runs before the optimizer is built, with the labelled uint8 images and
-    labels on the training device, so an objective can fit what it needs from the labelled set. Trainable
+    `prepare(model, images, labels, generator, progress)` runs before the optimizer is built, with the labelled
+    uint8 images and labels on the training device, so an objective can fit what it needs from the labelled set;
+    it draws any randomness from `generator` (the fit's) and shows a progress bar only if `progress`. Trainable
     modules it needs beside the classifier are heads of the model (`heads()`, see `dalkit.models.heads`),
     declared when the engine creates the model, so they are optimised with it and saved with it.
     """
@@ -61,7 +62,14 @@ class Objective(ABC):
         """The heads (name -> options) the model must be created with for this objective; none by default."""
         return {self.trains_head: {}} if self.trains_head else {}
 
-    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027
+    def prepare(  # noqa: B027
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        progress: bool = True,
+    ) -> None:
         """Called once per fit, before the optimizer exists; nothing to do by default."""
 
     def after_step(self, step: Step) -> None:  # noqa: B027  (an optional hook)

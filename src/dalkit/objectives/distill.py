@@ -94,7 +94,14 @@ class Distillation(Objective):
         self.weight = float(weight)
         self.teacher: SavedModel | None = None
 
-    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def prepare(
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        progress: bool = True,
+    ) -> None:
         device = next(model.parameters()).device
         if self.teacher is None:
             self.teacher = load_classifier(self.teacher_path, device)

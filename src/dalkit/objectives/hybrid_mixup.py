@@ -38,10 +38,10 @@ Choices the abstract leaves open (each an option or stated here):
   images do.
 - Synthesis runs under no_grad with autocast off (float32), so a pre-trained generator's custom kernels see
   the precision they were written for and no gradient reaches the generator: it is not trained by this loss.
-- `seed` (default None): the generator's `fit` draws its randomness from a torch generator seeded with
-  derive_seed(seed, number of fits so far); None takes the seed from `torch.initial_seed()`, which dalkit sets
-  from the run's seed and cycle when it builds each cycle's model, so runs are repeatable. Sampling during
-  training draws from `Step.generator` only, with no host synchronisation.
+- `seed` (default None): the generator's `fit` draws its randomness from the trainer's generator (seeded from
+  the run's seed and cycle), so runs are repeatable; with a seed, from a torch generator seeded with
+  derive_seed(seed, number of fits so far) instead. Sampling during training draws from `Step.generator` only,
+  with no host synchronisation. The generator's `fit` shows a progress bar only when the trainer does.
 """
 
 from __future__ import annotations
@@ -111,12 +111,19 @@ class HybridMixup(Objective):
         self.latent_generator = create_generator(generator, **generator_options)
         self.fits = 0
 
-    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def prepare(
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        progress: bool = True,
+    ) -> None:
         """Fit the generator on the labelled images, then check the shape of what it synthesises."""
-        base = torch.initial_seed() if self.seed is None else self.seed
-        generator = make_generator(derive_seed(base, self.fits), images.device)
+        if self.seed is not None:
+            generator = make_generator(derive_seed(self.seed, self.fits), images.device)
         self.fits += 1
-        self.latent_generator.fit(images, labels, generator)
+        self.latent_generator.fit(images, labels, generator, progress)
         with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
             w = self.latent_generator.class_latents(labels[:1], generator)
         sample = latent_mixup(self.latent_generator, w, w, 1.0)

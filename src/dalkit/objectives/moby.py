@@ -82,12 +82,14 @@ def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
 
 
 class KeyQueue:
-    """A ring buffer of the newest `size` L2-normalised keys, (size, dim); starts as random unit vectors."""
+    """A ring buffer of the newest `size` L2-normalised keys, (size, dim); starts as random unit vectors
+    drawn from `generator`."""
 
-    def __init__(self, size: int, dim: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, size: int, dim: int, generator: torch.Generator, device: torch.device | str = "cpu") -> None:
         if size < 1:
             raise DalkitError(f"the moby option queue_size must be at least 1 (got {size}).")
-        self.keys = F.normalize(torch.randn(size, dim), dim=1).to(device)
+        keys = torch.randn(size, dim, generator=generator, device=generator.device)
+        self.keys = F.normalize(keys, dim=1).to(device)
         self.pointer = 0
 
     def __len__(self) -> int:
@@ -147,12 +149,21 @@ class MoBY(Objective):
     def heads(self) -> dict[str, dict]:
         return {"moby": {"projection_dim": self.projection_dim}}
 
-    def prepare(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """Copy the model (with its `moby` head) as the key encoder and reset the queues."""
+    def prepare(
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        progress: bool = True,
+    ) -> None:
+        """Copy the model (with its `moby` head) as the key encoder and reset the queues (random keys)."""
         device = next(model.parameters()).device
         model_head(model, "moby")
         self.key = copy.deepcopy(model).requires_grad_(False).train()  # batch statistics, as the reference
-        self.queues = {view: KeyQueue(self.queue_size, self.projection_dim, device) for view in ("strong", "weak")}
+        self.queues = {
+            view: KeyQueue(self.queue_size, self.projection_dim, generator, device) for view in ("strong", "weak")
+        }
         self.pending = {"strong": [], "weak": []}
 
     def query(self, model: Classifier, embedding: torch.Tensor) -> torch.Tensor:

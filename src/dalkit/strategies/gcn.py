@@ -32,20 +32,22 @@ Departures: the graph is dense, n x n for n = labelled + candidates, as in the r
 pass `--candidates`. The candidates stand for the paper's unlabelled subset. Cold start (nothing labelled):
 there is no positive class to train on, so both strategies fall back to k-center greedy on the raw
 embeddings (a random first pick, then farthest-first; Core-Set's cold start). Randomness (GCN weights,
-dropout masks) comes from one seed drawn from `ctx.generator` under `torch.random.fork_rng`.
+dropout masks) comes from one seed drawn from `ctx.generator`, under `isolated_rng`.
 """
 
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from dalkit.errors import DalkitError
+from dalkit.runtime import fit_loop, isolated_rng
+from dalkit.seeding import draw_seed
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.coreset import k_center_greedy
 from dalkit.strategies.registry import register_strategy
@@ -150,34 +152,37 @@ class SequentialGCN(Strategy):
                 "candidate subset as the paper does, or raise --strategy-option max_nodes."
             )
 
-    def fit(self, x: torch.Tensor, adjacency: torch.Tensor, labelled: torch.Tensor) -> GCN:
-        """Train a fresh GCN (global RNG) on node inputs `x` (n, d); `labelled` (n,) marks the positive nodes."""
+    def fit(self, x: torch.Tensor, adjacency: torch.Tensor, labelled: torch.Tensor, progress: bool = True) -> GCN:
+        """Train a fresh GCN on node inputs `x` (n, d); `labelled` (n,) marks the positive nodes.
+
+        Its initialisation and dropout draw from the global RNG: call it under `isolated_rng`.
+        """
         gcn = GCN(x.shape[1], self.hidden, self.dropout).to(x.device)
         optimizer = torch.optim.Adam(gcn.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         gcn.train()
-        with tqdm(total=self.epochs, desc=self.name, unit="epoch", disable=None, leave=False) as bar:
-            for _ in range(self.epochs):
-                loss = labelled_vs_unlabelled_loss(gcn(x, adjacency)[0], labelled, self.lambda_loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                bar.update()
+
+        def full_graph_step(_: int) -> Iterator[tuple[torch.Tensor, int]]:
+            loss = labelled_vs_unlabelled_loss(gcn(x, adjacency)[0], labelled, self.lambda_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            yield loss, 1
+
+        fit_loop(self.epochs, 1, full_graph_step, progress=progress, description=self.name, unit="epoch")
         return gcn.eval()
 
     def node_outputs(self, ctx: QueryContext) -> tuple[torch.Tensor, torch.Tensor]:
         """GCN logits (n,) and hidden features (n, hidden) for the nodes [labelled..., candidates...].
 
-        Draws one seed from `ctx.generator` and trains under it with the global RNG forked.
+        Trains under `isolated_rng` with a seed drawn from `ctx.generator`.
         """
         labelled = ctx.outputs("labelled").embeddings
         x = F.normalize(torch.cat([labelled, ctx.outputs("candidates").embeddings.to(labelled.device)]).float(), dim=1)
         adjacency = normalised_adjacency(x, columns=self.normalise == "columns")
         is_labelled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         is_labelled[: len(labelled)] = True
-        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            gcn = self.fit(x, adjacency, is_labelled)
+        with isolated_rng(draw_seed(ctx.generator)):
+            gcn = self.fit(x, adjacency, is_labelled, ctx.progress)
         with torch.inference_mode():
             return gcn(x, adjacency)
 

@@ -42,8 +42,9 @@ Departures and choices the paper leaves open:
 - Cold start (nothing labelled): the discriminator would have no positive examples, so nothing is trained and
   the picks are uniformly random (from `ctx.generator`), which is how the paper seeds its own first labelled
   set. Scores are then None.
-- Randomness (weights, reparameterisation noise, batch order) comes from one seed drawn from `ctx.generator`
-  under `torch.random.fork_rng`, so the global RNG is untouched and the same generator gives the same picks.
+- Randomness comes from `ctx.generator`: the weights are initialised under `isolated_rng` with a seed drawn
+  from it, batch order and reparameterisation noise come from a generator seeded by a second draw, so the
+  global RNG is untouched and the same generator gives the same picks.
 
 Scores: the discriminator's probability that each pick is labelled (the lowest are picked first).
 """
@@ -56,12 +57,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from dalkit.errors import DalkitError
 from dalkit.models.base import model_input
 from dalkit.models.vae import gaussian_kl, halvings
-from dalkit.runtime import batch_slices
+from dalkit.runtime import batch_slices, fit_loop, isolated_rng
+from dalkit.seeding import draw_seed, make_generator
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.registry import register_strategy
 
@@ -101,10 +102,10 @@ class VAE(nn.Module):
         z = self.encoder(x)
         return self.fc_mu(z), self.fc_logvar(z)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction, mu and log-variance; the latent is sampled with the global RNG."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction, mu and log-variance; the latent's noise is drawn from `generator` (on x's device)."""
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        z = mu + torch.randn(mu.shape, generator=generator, device=mu.device) * (0.5 * logvar).exp()
         return self.decoder(z)[:, :, : self.size[0], : self.size[1]], mu, logvar
 
 
@@ -153,17 +154,20 @@ def train_iterations(num_labelled: int, epochs: int, batch_size: int) -> int:
     return max(1, epochs * num_labelled // batch_size)
 
 
-def image_batches(ctx: QueryContext, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-    """Normalised images of `indices` on the device, in endless fresh random permutations (global RNG).
+def image_batches(
+    ctx: QueryContext, indices: np.ndarray, batch_size: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Normalised images of `indices` on the device, in endless fresh random permutations drawn from `generator`.
 
     A trailing batch of one image is dropped as in training, batch norm needs two (unless there is one image).
     """
-    index = torch.as_tensor(indices, dtype=torch.long)
+    index = torch.as_tensor(indices, dtype=torch.long, device=generator.device)
     slices = batch_slices(len(index), batch_size)
     while True:
-        order = index[torch.randperm(len(index))]
+        order = index[torch.randperm(len(index), generator=generator, device=generator.device)]
         for part in slices:
-            yield model_input(ctx.normalizer(ctx.images[order[part]].to(ctx.device, non_blocking=True)))
+            batch = ctx.images[order[part].to(ctx.images.device)]
+            yield model_input(ctx.normalizer(batch.to(ctx.device, non_blocking=True)))
 
 
 def check_positive(**options: float) -> None:
@@ -218,10 +222,16 @@ class VAAL(Strategy):
         return vae.to(ctx.device), Discriminator(self.latent_dim, self.discriminator_width).to(ctx.device)
 
     def vae_step(
-        self, vae: VAE, disc: Discriminator, optimizer: torch.optim.Optimizer, x_l: torch.Tensor, x_u: torch.Tensor
+        self,
+        vae: VAE,
+        disc: Discriminator,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        x_l: torch.Tensor,
+        x_u: torch.Tensor,
     ) -> torch.Tensor:
         n = len(x_l)
-        recon, mu, logvar = vae(torch.cat([x_l, x_u]))
+        recon, mu, logvar = vae(torch.cat([x_l, x_u]), generator)
         loss = (
             vae_loss(x_l, recon[:n], mu[:n], logvar[:n], self.beta)
             + vae_loss(x_u, recon[n:], mu[n:], logvar[n:], self.beta)
@@ -246,26 +256,31 @@ class VAAL(Strategy):
         return loss.detach()
 
     def fit(self, ctx: QueryContext) -> tuple[VAE, Discriminator]:
-        """Train a fresh VAE and discriminator on labelled vs candidate images (global RNG; see `select`)."""
-        vae, disc = self.build(ctx)
+        """Train a fresh VAE and discriminator on labelled vs candidate images, drawing from `ctx.generator`."""
+        with isolated_rng(draw_seed(ctx.generator)):
+            vae, disc = self.build(ctx)
+        generator = make_generator(draw_seed(ctx.generator), ctx.device)
         vae_optimizer = torch.optim.Adam(vae.parameters(), lr=self.lr)
         disc_optimizer = torch.optim.Adam(disc.parameters(), lr=self.lr)
-        labelled = image_batches(ctx, ctx.labelled, self.batch_size)
-        unlabelled = image_batches(ctx, ctx.candidates, self.batch_size)
+        labelled = image_batches(ctx, ctx.labelled, self.batch_size, generator)
+        unlabelled = image_batches(ctx, ctx.candidates, self.batch_size, generator)
         vae.train()
         disc.train()
         iterations = train_iterations(len(ctx.labelled), self.epochs, self.batch_size)
-        with tqdm(total=iterations, desc="VAAL", unit="it", disable=None, leave=False) as bar:
+
+        def steps(_: int) -> Iterator[tuple[torch.Tensor, int]]:
             for _ in range(iterations):
                 for _ in range(self.vae_steps):
                     x_l, x_u = next(labelled), next(unlabelled)
-                    vae_loss_value = self.vae_step(vae, disc, vae_optimizer, x_l, x_u)
+                    vae_loss_value = self.vae_step(vae, disc, vae_optimizer, generator, x_l, x_u)
                 for step in range(self.adversary_steps):
                     if step > 0:
                         x_l, x_u = next(labelled), next(unlabelled)
                     disc_loss_value = self.discriminator_step(vae, disc, disc_optimizer, x_l, x_u)
-                bar.set_postfix(vae=f"{vae_loss_value.item():.3f}", disc=f"{disc_loss_value.item():.3f}", refresh=False)
-                bar.update()
+                yield torch.stack([vae_loss_value, disc_loss_value]), 1
+
+        # the iterations are not whole epochs (see the module docstring): one pass, its losses read at the end
+        fit_loop(1, iterations, steps, progress=ctx.progress, description="VAAL", unit="it", names=("vae", "disc"))
         return vae, disc
 
     @staticmethod
@@ -277,12 +292,8 @@ class VAAL(Strategy):
             return torch.cat([disc(vae.encode(x)[0]).sigmoid() for x in ctx.batches(ctx.candidates)])
 
     def labelled_probabilities(self, ctx: QueryContext) -> torch.Tensor:
-        """Train under a seed drawn from `ctx.generator` (global RNG forked); P(labelled) for every candidate."""
-        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
-        devices = [ctx.device] if ctx.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            vae, disc = self.fit(ctx)
+        """Train (`fit`), then the discriminator's P(labelled) for every candidate."""
+        vae, disc = self.fit(ctx)
         return self.discriminate(ctx, vae, disc)
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
