@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -14,9 +15,10 @@ from dalkit.errors import DalkitError
 from dalkit.models import create_model
 from dalkit.models.base import model_input
 from dalkit.models.saved import load_classifier, save_classifier
-from dalkit.objectives import create_objective
+from dalkit.objectives import OBJECTIVES, create_objective, list_objectives
 from dalkit.objectives.distill import distillation_loss, patch_votes, random_patches
 from dalkit.presets import list_methods
+from dalkit.runtime import isolated_rng
 from dalkit.seeding import make_generator
 
 FAST = ["--epochs", "2", "--no-progress", "--device", "cpu"]
@@ -160,3 +162,23 @@ def test_every_method_run_serves_as_a_teacher(method, tmp_path, capsys):
     assert main([*student, "--out", str(tmp_path / "student")]) == 0
     assert "teacher" in capsys.readouterr().out
     assert load_classifier(teacher, torch.device("cpu")).model.num_classes == 10
+
+
+@pytest.mark.parametrize("objective", list_objectives())
+def test_every_objective_run_serves_as_a_teacher(objective, tmp_path, capsys):
+    """Whatever heads an objective trains, the run's model.pt loads back and teaches."""
+    options = {"hybrid-mixup": ["epochs=1", "min_steps=1", "width=8"]}.get(objective, [])
+    if "teacher" in inspect.signature(OBJECTIVES.get(objective)).parameters:  # a digits teacher to learn from
+        with isolated_rng(0):
+            model = create_model("small-cnn", 10, in_channels=1, image_size=8, width=4)
+        normalizer = Normalizer(torch.tensor([0.3]), torch.tensor([0.2]))
+        save_classifier(
+            tmp_path / "model.pt", model, "small-cnn", {"width": 4}, (1, 8, 8), list("0123456789"), normalizer
+        )
+        options = [f"teacher={tmp_path}"]
+    train = ["train", "--dataset", "digits", *FAST, "--model-option", "width=8", "--objectives", objective]
+    train += [arg for option in options for arg in ("--objective-option", f"{objective}.{option}")]
+    assert main([*train, "--out", str(tmp_path / "run")]) == 0
+    student = ["distill", *FAST, "--teacher", str(tmp_path / "run"), "--student", "small-cnn"]
+    assert main([*student, "--model-option", "width=4", "--out", str(tmp_path / "student")]) == 0
+    assert "teacher" in capsys.readouterr().out
