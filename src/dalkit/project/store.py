@@ -150,7 +150,12 @@ class LabelStore:
 
     def add_labels(self, pairs: Sequence[tuple[int, str]], source: str) -> None:
         """Record (image id, label) pairs in one transaction: all of them are kept, or none."""
-        self.record_labels(pairs, source)
+        stamp = now()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)",
+                [(image_id, label, source, stamp) for image_id, label in pairs],
+            )
 
     def record_labels(
         self, pairs: Sequence[tuple[int, str]], source: str, saved_at: datetime | None = None
