@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with only Python:
 #   make run    - install into .venv (first time only), then run `dalkit run` on the embedded digits data
 #   make test   - install into .venv (first time only), then run the test suite
+# requirements.txt pins everything, the `web` extra (the labelling page) and the test tools included.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -1,10 +1,14 @@
-"""Shared fixtures: tiny query contexts built from a real small model and hand-made images."""
+"""Shared fixtures: tiny query contexts built from a real small model and hand-made images; a tiny PNG folder
+for labelling projects."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dalkit.data.augment import Normalizer
 from dalkit.data.pool import Pool
@@ -47,3 +51,22 @@ def make_context(
 @pytest.fixture
 def context_factory():
     return make_context
+
+
+def grey_image(path: Path, level: int, rng: np.random.Generator) -> None:
+    pixels = np.clip(level + rng.integers(-12, 13, size=(8, 8, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """30 dark images (class 'night'), 30 bright ones ('day') and 6 mid-grey ones that could be either."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    (root / "more").mkdir(parents=True)
+    for k in range(30):
+        grey_image(root / f"dark{k:02d}.png", 30, rng)
+        grey_image(root / "more" / f"bright{k:02d}.png", 225, rng)
+    for k in range(6):
+        grey_image(root / f"grey{k}.png", 128, rng)
+    return root

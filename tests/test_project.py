@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-import threading
-import urllib.error
-import urllib.request
+import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from starlette.testclient import TestClient
 
 from dalkit.cli import main
 from dalkit.errors import DalkitError
 from dalkit.project import Project
 from dalkit.project.store import QUESTIONS_CSV
-from dalkit.project.web import serve
+from dalkit.project.web import create_app
 
 SETTINGS = {"model": "small-cnn", "model_options": {"width": 8}, "image_size": 8, "epochs": 15, "budget": 6}
-
-
-def grey_image(path: Path, level: int, rng: np.random.Generator) -> None:
-    pixels = np.clip(level + rng.integers(-12, 13, size=(8, 8, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-
-
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    """30 dark images (class 'night'), 30 bright ones ('day') and 6 mid-grey ones that could be either."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "photos"
-    (root / "more").mkdir(parents=True)
-    for k in range(30):
-        grey_image(root / f"dark{k:02d}.png", 30, rng)
-        grey_image(root / "more" / f"bright{k:02d}.png", 225, rng)
-    for k in range(6):
-        grey_image(root / f"grey{k}.png", 128, rng)
-    return root
 
 
 def truth(path: str) -> str:
@@ -166,37 +145,47 @@ def test_a_folder_without_images_is_refused_before_anything_is_written(tmp_path)
     assert not (tmp_path / "p").exists()
 
 
-def request(base: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(base + path, data=data), timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+def request(client: TestClient, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    """GET `path`, or POST `body` as the page does: with its CSRF token, and a label naming the page's round,
+    labeller and the next sequence number."""
+    if body is None:
+        response = client.get(path)
+    else:
+        if path == "/label":
+            body = {"round": client.page_round, "labeller": "test", "seq": next(client.seq), **body}
+        response = client.post(path, json=body, headers={"X-CSRF-Token": client.app.state.csrf_token})
+    return response.status_code, response.content
+
+
+def web_client(project: Project) -> TestClient:
+    client = TestClient(create_app(project), base_url="http://127.0.0.1:8765", raise_server_exceptions=False)
+    client.page_round, client.seq = project.store.last_round(), itertools.count(1)  # what the page would send
+    return client
+
+
+def wait_for_ask(client: TestClient, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while client.get("/status.json").json()["job"]["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_the_web_page_shows_the_asked_images_and_stores_each_click(folder, tmp_path):
     project = Project.create(tmp_path / "p", folder, ["night", "day"], **SETTINGS)
     asked = project.ask(log=lambda _: None, progress=False)
-    server = serve(project, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        status, page = request(base, "/")
-        assert status == 200 and all(path.encode() in page for path in asked.paths)
-        status, answer = request(base, "/label", {"image": asked.paths[0], "label": truth(asked.paths[0])})
-        assert status == 200 and json.loads(answer)["labelled"][truth(asked.paths[0])] == 1
-        status, answer = request(base, "/label", {"image": asked.paths[1], "label": "dusk"})
-        assert status == 400 and "not a class" in json.loads(answer)["error"]
-        (image_id,) = [i for i, p in project.store.images() if p == asked.paths[0]]
-        status, image = request(base, f"/image/{image_id}")
-        assert status == 200 and image == (folder / asked.paths[0]).read_bytes()
-        assert request(base, "/image/..%2F..%2Fetc%2Fpasswd")[0] == 404
-        status, _ = request(base, "/ask", {})
-        assert status == 200 and project.store.last_round() == 2
-    finally:
-        server.shutdown()
-        server.server_close()
+    base = web_client(project)
+    status, page = request(base, "/")
+    assert status == 200 and all(path.encode() in page for path in asked.paths)
+    status, answer = request(base, "/label", {"image": asked.paths[0], "label": truth(asked.paths[0])})
+    assert status == 200 and json.loads(answer)["labelled"][truth(asked.paths[0])] == 1
+    status, answer = request(base, "/label", {"image": asked.paths[1], "label": "dusk"})
+    assert status == 400 and "not a class" in json.loads(answer)["error"]
+    (image_id,) = [i for i, p in project.store.images() if p == asked.paths[0]]
+    status, image = request(base, f"/image/{image_id}")
+    assert status == 200 and image == (folder / asked.paths[0]).read_bytes()
+    assert request(base, "/image/..%2F..%2Fetc%2Fpasswd")[0] == 404
+    status, _ = request(base, "/ask", {})
+    wait_for_ask(base)  # the round is chosen in the background
+    assert status == 200 and project.store.last_round() == 2
     assert Project.open(tmp_path / "p").labels() == {asked.paths[0]: truth(asked.paths[0])}
 
 

@@ -5,8 +5,9 @@
 Either root/train/<class>/... and root/test/<class>/... (the published split; every test class must also be a
 train class), or root/<class>/... alone, in which case a stratified `test_fraction` of each class is held out
 with a fixed seed, so the split is the same on every run. Sub-folders of a class folder are searched too;
-hidden files and other extensions are skipped. Every image is converted to RGB (or grey) and resized to
-`image_size` x `image_size` (bilinear). Nothing is downloaded.
+hidden files and other extensions are skipped. Every image is turned as its EXIF orientation says, converted to
+RGB (or grey; 16-bit images are scaled to 8 bits, CMYK goes through RGB) and resized to `image_size` x
+`image_size` (bilinear). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from dalkit.data.base import AugmentSpec, DataSplits, ImageDataset, images_from_nhwc
@@ -149,15 +150,27 @@ def read_dataset(files: list[Path], labels: list[int], classes: list[str], size:
 
 
 def read_image(path: Path, size: int, mode: str) -> np.ndarray:
-    """One image as uint8 (size, size[, channels]), converted to `mode` and resized bilinearly if needed."""
+    """One image as uint8 (size, size[, channels]): turned upright as its EXIF orientation says, converted to
+    `mode` (16-bit and 32-bit integer images scaled from 0-65535, CMYK through RGB) and resized bilinearly."""
     try:
         with Image.open(path) as image:
-            converted = image.convert(mode)
+            converted = convert(ImageOps.exif_transpose(image), mode)
         if converted.size != (size, size):
             converted = converted.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(converted, dtype=np.uint8)
     except Exception as error:  # Pillow raises many kinds (OSError, ValueError, SyntaxError, ...) on damaged files
         raise DalkitError(f"image {path} could not be read ({error}); remove or replace that file.") from None
+
+
+def convert(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in `mode` ('L' or 'RGB'). Pillow's own conversion clips 16-bit grey ('I;16', or 'I' as some
+    readers give it) at 255, which leaves a two-valued image: scale 0-65535 to 0-255 instead."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8))
+    elif image.mode == "CMYK":
+        image = image.convert("RGB")
+    return image if image.mode == mode else image.convert(mode)
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

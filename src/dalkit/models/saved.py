@@ -7,7 +7,9 @@ trained, the data shape, the class names, the channel statistics its inputs were
 
 from __future__ import annotations
 
+import os
 import pickle
+import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,22 +37,28 @@ class SavedModel:
 def save_classifier(
     path: Path, model: Classifier, name: str, options: dict, image_shape: tuple, classes: list, normalizer: Normalizer
 ) -> None:
+    """Write the model to `path` through a temporary file and a rename: a crash leaves the old file or the new."""
     c, h, _ = image_shape
-    torch.save(
-        {
-            "model": name,
-            "model_options": options,
-            "heads": dict(getattr(model, "head_options", {})),
-            "num_classes": model.num_classes,
-            "in_channels": c,
-            "image_size": h,
-            "classes": list(classes),
-            "mean": normalizer.mean.flatten().cpu(),
-            "std": normalizer.std.flatten().cpu(),
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
+    saved = {
+        "model": name,
+        "model_options": options,
+        "heads": dict(getattr(model, "head_options", {})),
+        "num_classes": model.num_classes,
+        "in_channels": c,
+        "image_size": h,
+        "classes": list(classes),
+        "mean": normalizer.mean.flatten().cpu(),
+        "std": normalizer.std.flatten().cpu(),
+        "state_dict": model.state_dict(),
+    }
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(saved, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def model_file(path: str | Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dalkit.errors import DalkitError
 from dalkit.project.store import QUESTIONS_CSV
 from dalkit.report import format_table
 
@@ -45,7 +46,11 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
 
     serve = actions.add_parser("serve", help="label in a web page: the asked images with one button per class")
     serve.add_argument("directory")
-    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this computer only)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="default 127.0.0.1 (this computer only); another address needs the token in the printed link",
+    )
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(handler=command_serve)
 
@@ -94,21 +99,20 @@ def command_ask(args: argparse.Namespace) -> None:
 
 def command_import(args: argparse.Namespace) -> None:
     project = open_project(args.directory)
-    changed = project.import_csv(args.csv)
+    changed = project.import_csv(args.csv)  # rows older than a label given since are named, not imported
     print(f"{changed} label(s) recorded; {sum(project.class_counts().values())} images are labelled.")
 
 
 def command_serve(args: argparse.Namespace) -> None:
-    from dalkit.project.web import serve
-
-    project = open_project(args.directory)
-    server = serve(project, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"labelling page: http://{host}:{port}/  (Ctrl-C stops it; every label is saved as it is given)")
     try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+        from dalkit.project.web import serve
+    except ImportError as error:
+        raise DalkitError(
+            f"the labelling page needs the web extra ({error.name} is missing); install it with "
+            "pip install 'dalkit[web]'."
+        ) from None
+
+    serve(open_project(args.directory), args.host, args.port)
 
 
 def command_status(args: argparse.Namespace) -> None:

@@ -9,16 +9,24 @@ asks for a uniformly random sample: a model trained on nothing has nothing to ra
 The engine is the benchmark's (`dalkit.engine`): the same models, heads, objectives, seeds and strategies.
 What a person gave is never lost: labels go to SQLite as they are given (see `store`), a filled-in
 `to_label.csv` is imported before it is replaced, and an import is all-or-nothing, so a broken file changes
-nothing.
+nothing. The database is the one source of truth: a CSV row never overrides a label given after the file was
+last saved (such rows are refused and named). One `ask` runs at a time per project (a lock file; a second one
+refuses in a sentence), and its round is committed in one transaction that leaves out every image labelled by
+then. Only regular files inside the image folder are registered, read or served: a link that leaves it is
+ignored. `to_label.csv`, exports and `model.pt` are written to a temporary file and renamed into place.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import secrets
+import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +35,14 @@ import torch
 from dalkit.data import AugmentSpec, Pool
 from dalkit.data.augment import Normalizer
 from dalkit.data.base import channel_stats, images_from_nhwc
-from dalkit.data.folder import PIL_MODES, image_files, read_image
+from dalkit.data.folder import EXTENSIONS, PIL_MODES, read_image
 from dalkit.engine import Engine, EngineSpec
 from dalkit.errors import DalkitError
 from dalkit.features import predict
 from dalkit.models import model_entry
 from dalkit.models.base import model_input
 from dalkit.models.saved import load_classifier, save_classifier
-from dalkit.project.store import DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
+from dalkit.project.store import ASK_LOCK, DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
 from dalkit.runtime import inference_batch_size
 from dalkit.seeding import derive_seed, resolve_device
 from dalkit.strategies import create_strategy
@@ -65,8 +73,7 @@ class ProjectSettings:
                 f"a project needs at least two distinct, non-empty class names (got {self.classes}); "
                 "pass e.g. --classes cat,dog."
             )
-        if self.budget < 1:
-            raise DalkitError(f"--budget must be at least 1 (got {self.budget}).")
+        check_budget(self.budget)
         if self.channels not in PIL_MODES:
             raise DalkitError(f"--channels must be 1 or 3 (got {self.channels}).")
         if self.image_size < 8:
@@ -117,7 +124,7 @@ class Project:
             raise DalkitError(f"image folder {images} was not found; pass --images pointing at your images.")
         settings = ProjectSettings(str(images), [c.strip() for c in classes], **options)
         settings.validate()
-        if not image_files(images):
+        if not project_image_files(images):
             raise DalkitError(f"{images} holds no image file; add images (.png, .jpg, ...) or pass another --images.")
         directory.mkdir(parents=True, exist_ok=True)
         project = cls(directory, LabelStore(directory / DATABASE), settings)
@@ -126,11 +133,12 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, directory: str | Path) -> Project:
+    def open(cls, directory: str | Path, setup: bool = True) -> Project:
+        """The project in `directory`; `setup=False` opens a plain connection (one short web request's)."""
         directory = Path(directory)
         if not (directory / DATABASE).is_file():
             raise DalkitError(f"{directory} holds no dalkit project; create one with `dalkit project create`.")
-        store = LabelStore(directory / DATABASE)
+        store = LabelStore(directory / DATABASE, setup=setup)
         return cls(directory, store, ProjectSettings(**store.get_meta("settings")))
 
     def close(self) -> None:
@@ -141,33 +149,76 @@ class Project:
         root = Path(self.settings.images)
         if not root.is_dir():
             raise DalkitError(f"the project's image folder {root} is gone; put it back (its labels are kept).")
-        self.store.add_images(path.relative_to(root).as_posix() for path in image_files(root))
+        root = root.resolve()
+        self.store.add_images(path.relative_to(root).as_posix() for path in project_image_files(root))
         return len(self.store.images())
+
+    def image_file(self, path: str) -> Path | None:
+        """The file behind a registered image path, resolved, if it is a regular file inside the image folder
+        (None for a link that leaves it, a missing file, a folder, a device...)."""
+        return inside(Path(self.settings.images).resolve(), Path(self.settings.images) / path)
 
     # -- labels ---------------------------------------------------------------------------------------------
 
-    def record_labels(self, pairs: Sequence[tuple[str, str]], source: str) -> int:
+    def record_labels(self, pairs: Sequence[tuple[str, str]], source: str, saved_at: datetime | None = None) -> int:
         """Record (image path, class name) pairs; all are checked first, then kept together. Returns how many
-        changed an image's label (giving an image its current label again records nothing)."""
+        changed an image's label (giving an image its current label again records nothing). With `saved_at`,
+        see `record_file_labels`."""
+        return self.record_file_labels(pairs, source, saved_at)[0]
+
+    def record_file_labels(
+        self, pairs: Sequence[tuple[str, str]], source: str, saved_at: datetime | None = None
+    ) -> tuple[int, list[str]]:
+        """`record_labels`, returning also the paths refused because their image got a different label after
+        `saved_at` (when the file the pairs come from was last saved): an older file never wins over a newer
+        label. Paths are matched exactly; a cell that a spreadsheet padded with spaces, or that dalkit's own
+        CSV prefixed with a quote (a formula guard), is matched without them when the exact name is unknown."""
         ids = {path: image_id for image_id, path in self.store.images()}
-        current = self.store.current_labels()
-        new = []
+        checked = []
         for path, label in pairs:
-            if path not in ids:
+            image_id = next((ids[name] for name in cell_readings(path) if name in ids), None)
+            if image_id is None:
                 raise DalkitError(f"image {path!r} is not in this project; use the paths of {QUESTIONS_CSV}.")
-            if label not in self.settings.classes:
+            name = next((name for name in cell_readings(label) if name in self.settings.classes), None)
+            if name is None:
                 raise DalkitError(
                     f"{label!r} (for {path}) is not a class of this project; use one of: "
                     f"{', '.join(self.settings.classes)}."
                 )
-            if current.get(ids[path]) != label:
-                new.append((ids[path], label))
-        self.store.add_labels(new, source)
-        return len(new)
+            checked.append((image_id, name))
+        changed, refused = self.store.record_labels(checked, source, saved_at)
+        paths = dict(self.store.images())
+        return changed, [paths[i] for i in refused]
 
-    def import_csv(self, path: str | Path) -> int:
-        """Labels from a CSV with `image` and `label` columns (empty labels skipped); all-or-nothing."""
-        return self.record_labels(read_label_csv(Path(path)), source=f"csv:{Path(path).name}")
+    def import_csv(self, path: str | Path, log: Callable[[str], None] = print) -> int:
+        """Labels from a CSV with `image` and `label` columns (empty labels skipped); all-or-nothing. A row whose
+        image got another label after the file was last saved is refused, and `log` says which in one sentence.
+        Returns how many labels were recorded."""
+        path = Path(path)
+        pairs = read_label_csv(path)
+        saved_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        changed, refused = self.record_file_labels(pairs, f"csv:{path.name}", saved_at)
+        if refused:
+            shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+            log(
+                f"{len(refused)} row(s) of {path} were not imported because their image got another label after "
+                f"the file was last saved ({saved_at.astimezone():%Y-%m-%d %H:%M:%S}): {shown}; the newer label "
+                "is kept (change it in the file, save it and import it again if the file is right)."
+            )
+        return changed
+
+    def record_web_label(self, image: str, round_number: int, label: str, labeller: str, seq: int) -> str:
+        """One label from the web page, for an image of round `round_number`, as request `seq` of `labeller`;
+        returns what `LabelStore.add_web_label` found (a retried request is recorded once)."""
+        image_id = self.store.image_id(image)
+        if image_id is None:
+            raise DalkitError(f"image {image!r} is not in this project; reload the page.")
+        if label not in self.settings.classes:
+            raise DalkitError(
+                f"{label!r} (for {image}) is not a class of this project; use one of: "
+                f"{', '.join(self.settings.classes)}."
+            )
+        return self.store.add_web_label(labeller, seq, image_id, label, round_number)
 
     def labels(self) -> dict[str, str]:
         """Image path -> its current label."""
@@ -181,8 +232,11 @@ class Project:
         s, root = self.settings, Path(self.settings.images)
         ids, paths, arrays, unreadable = [], [], [], []
         for image_id, path in self.store.images():
+            file = self.image_file(path)
             try:
-                arrays.append(read_image(root / path, s.image_size, PIL_MODES[s.channels]))
+                if file is None:
+                    raise DalkitError(f"{path} is no longer a regular file inside {root}")
+                arrays.append(read_image(file, s.image_size, PIL_MODES[s.channels]))
             except DalkitError:
                 unreadable.append(path)
                 continue
@@ -196,46 +250,91 @@ class Project:
     def ask(self, budget: int | None = None, log: Callable[[str], None] = print, progress: bool = True) -> Round:
         """Train on the labels so far and ask for the next `budget` images (the project's budget by default).
 
-        A filled-in `to_label.csv` is imported first, so its labels are not lost when it is replaced.
+        One ask runs at a time (a second one, from this process or another, refuses in a sentence). A filled-in
+        `to_label.csv` is imported first, so its labels are not lost when it is replaced (rows older than a
+        label given since are refused, see `import_csv`). The round is committed in one transaction that leaves
+        out every image labelled by then, e.g. on the web page while the model trained.
         """
         start = time.perf_counter()
         s = self.settings
-        budget = s.budget if budget is None else budget
-        questions_csv = self.directory / QUESTIONS_CSV
-        if questions_csv.exists():
-            imported = self.import_csv(questions_csv)
-            if imported:
-                log(f"imported {imported} label(s) from {questions_csv}")
-        self.scan()
-        data = self.read_images()
-        if data.unreadable:
-            log(f"{len(data.unreadable)} image(s) could not be read and are left out: {', '.join(data.unreadable[:5])}")
-        pool = self.pool(data)
-        unlabelled = pool.unlabelled_indices()
-        if not len(unlabelled):
-            raise DalkitError("every image of the project is labelled; add images to the folder to go on.")
-        if budget > len(unlabelled):
-            raise DalkitError(
-                f"only {len(unlabelled)} image(s) are unlabelled, fewer than the budget of {budget}; "
-                f"pass --budget {len(unlabelled)}."
+        budget = check_budget(s.budget if budget is None else budget)
+        with self.ask_lock():
+            questions_csv = self.directory / QUESTIONS_CSV
+            if questions_csv.exists():
+                imported = self.import_csv(questions_csv, log=log)
+                if imported:
+                    log(f"imported {imported} label(s) from {questions_csv}")
+            self.scan()
+            data = self.read_images()
+            if data.unreadable:
+                log(
+                    f"{len(data.unreadable)} image(s) could not be read and are left out: "
+                    f"{', '.join(data.unreadable[:5])}"
+                )
+            pool = self.pool(data)
+            unlabelled = pool.unlabelled_indices()
+            if not len(unlabelled):
+                raise DalkitError("every image of the project is labelled; add images to the folder to go on.")
+            if budget > len(unlabelled):
+                raise DalkitError(
+                    f"only {len(unlabelled)} image(s) are unlabelled, fewer than the budget of {budget}; "
+                    f"pass --budget {len(unlabelled)}."
+                )
+            round_number = self.store.last_round() + 1
+            device = resolve_device(s.device)
+            if pool.num_labelled:
+                log(f"round {round_number}: training {s.model} on {pool.num_labelled} labelled image(s)")
+                picks, scores, guesses = self.select(data, pool, budget, round_number, device, progress)
+            else:
+                log(f"round {round_number}: nothing is labelled yet, so the first images are a random sample")
+                rng = np.random.default_rng(derive_seed(s.seed, round_number))
+                picks, scores, guesses = (
+                    rng.choice(unlabelled, size=budget, replace=False),
+                    [None] * budget,
+                    [None] * budget,
+                )
+            chosen = [(int(data.ids[i]), sc, g) for i, sc, g in zip(picks, scores, guesses)]
+            round_number, kept = self.store.add_questions(chosen)
+            if not kept:
+                raise DalkitError(
+                    "every image dalkit chose was labelled while it was choosing; ask again for new ones."
+                )
+            if len(kept) < len(chosen):
+                log(
+                    f"{len(chosen) - len(kept)} of the {len(chosen)} images chosen were labelled meanwhile and "
+                    f"are left out of round {round_number}"
+                )
+            path_of = dict(zip(data.ids.tolist(), data.paths))
+            asked = Round(
+                round_number,
+                [path_of[i] for i, _, _ in kept],
+                [sc for _, sc, _ in kept],
+                [g for _, _, g in kept],
+                time.perf_counter() - start,
             )
-        round_number = self.store.last_round() + 1
-        device = resolve_device(s.device)
-        if pool.num_labelled:
-            log(f"round {round_number}: training {s.model} on {pool.num_labelled} labelled image(s)")
-            picks, scores, guesses = self.select(data, pool, budget, round_number, device, progress)
-        else:
-            log(f"round {round_number}: nothing is labelled yet, so the first images are a random sample")
-            rng = np.random.default_rng(derive_seed(s.seed, round_number))
-            picks, scores, guesses = (
-                rng.choice(unlabelled, size=budget, replace=False),
-                [None] * budget,
-                [None] * budget,
-            )
-        self.store.add_questions([(int(data.ids[i]), sc, g) for i, sc, g in zip(picks, scores, guesses)])
-        asked = Round(round_number, [data.paths[i] for i in picks], scores, guesses, time.perf_counter() - start)
-        write_questions_csv(questions_csv, asked)
+            write_questions_csv(questions_csv, asked)
         return asked
+
+    @contextmanager
+    def ask_lock(self) -> Iterator[None]:
+        """Hold the project's ask lock (a lock on `ask.lock`, which the system releases if the process dies);
+        refuse in one sentence if another ask holds it."""
+        with (self.directory / ASK_LOCK).open("a+", encoding="utf-8") as handle:
+            if not try_lock(handle):
+                try:
+                    handle.seek(0)
+                    holder = handle.read(200).strip()
+                except OSError:
+                    holder = ""
+                raise DalkitError(
+                    f"another `ask` is running on this project ({holder or 'in another process'}); wait for it "
+                    "to finish, then ask again."
+                )
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()}, since {datetime.now():%H:%M:%S}")
+            handle.flush()
+            yield
 
     def pool(self, data: ProjectImages) -> Pool:
         """A Pool over the readable images, labelled with the current labels (as class numbers)."""
@@ -342,14 +441,88 @@ class Project:
         return path
 
 
+def check_budget(budget: object) -> int:
+    """The number of images to ask for, checked once at the boundary (CLI, web page, Python)."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise DalkitError(f"--budget must be a whole number of images, at least 1 (got {budget!r}); e.g. --budget 20.")
+    return int(budget)
+
+
+def try_lock(handle) -> bool:
+    """Take an exclusive lock on an open file without waiting; False if another holder has it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def inside(root: Path, path: Path) -> Path | None:
+    """`path` resolved, if it is a regular file inside the resolved folder `root`; else None."""
+    try:
+        resolved = path.resolve(strict=True)
+        regular = stat.S_ISREG(resolved.stat().st_mode)
+    except (OSError, RuntimeError):  # missing, a broken or looping link, no permission
+        return None
+    return resolved if regular and resolved.is_relative_to(root) else None
+
+
+def project_image_files(root: Path) -> list[Path]:
+    """The image files a project registers: regular files inside `root` (a link is kept only if it resolves
+    to one; linked folders are not entered), skipping hidden entries, in a fixed order."""
+    root = root.resolve()
+    found = []
+    for parent, dirs, names in os.walk(root):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        for name in names:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in EXTENSIONS:
+                continue
+            if inside(root, Path(parent) / name) is not None:
+                found.append(Path(parent) / name)
+    return sorted(found)
+
+
+# A label CSV larger than this is refused before it is read: a million rows of image and label fit in it.
+MAX_LABEL_CSV_BYTES = 64 * 2**20
+# Cells that a spreadsheet would run as a formula (OWASP's CSV injection list); dalkit writes them with a
+# leading single quote, and reads its own quoted cells back.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def read_label_csv(path: Path) -> list[tuple[str, str]]:
     """(image, label) rows of a CSV whose header has `image` and `label` columns; empty labels are skipped.
 
     Commas, semicolons (what spreadsheets save in many locales) and tabs all separate cells; the header says which.
+    Image names are kept exactly as written (labels lose surrounding spaces). The file is streamed: one larger
+    than `MAX_LABEL_CSV_BYTES` is refused before any of it is read.
     """
     try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DalkitError(f"{path} does not exist; give the CSV you filled in.") from None
+    except OSError as error:
+        raise DalkitError(f"{path} could not be read ({error.strerror}); give the CSV you filled in.") from None
+    if size > MAX_LABEL_CSV_BYTES:
+        raise DalkitError(
+            f"{path} is {file_size(size)}, more than the {file_size(MAX_LABEL_CSV_BYTES)} a label CSV may be (about "
+            "a million rows); keep only its image and label columns, or split it into smaller files."
+        )
+    pairs: dict[str, str] = {}
+    line = 1
+    try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = handle.readline()
+            header = handle.readline(2**16)
             handle.seek(0)
             delimiter = max(",;\t", key=header.count)
             reader = csv.DictReader(handle, delimiter=delimiter)
@@ -358,22 +531,55 @@ def read_label_csv(path: Path) -> list[tuple[str, str]]:
                     f"{path} needs a header with 'image' and 'label' columns (found {reader.fieldnames}); "
                     f"keep the header of {QUESTIONS_CSV}."
                 )
-            rows = [(row["image"], row["label"], reader.line_num) for row in reader]
-    except FileNotFoundError:
-        raise DalkitError(f"{path} does not exist; give the CSV you filled in.") from None
-    except (csv.Error, UnicodeDecodeError) as error:
+            for row in reader:
+                image, label, line = row["image"], row["label"], reader.line_num
+                if image is None or label is None:
+                    raise DalkitError(f"line {line} of {path} has fewer cells than the header; fix that line.")
+                label = label.strip()
+                if not label:
+                    continue
+                if pairs.get(image, label) != label:
+                    raise DalkitError(
+                        f"line {line} of {path} labels {image} {label!r} but an earlier line {pairs[image]!r}."
+                    )
+                pairs[image] = label
+    except csv.Error as error:
+        if "field limit" in str(error):
+            raise DalkitError(
+                f"line {line + 1} of {path} has a cell longer than {csv.field_size_limit() // 1024} KB; a label CSV "
+                "holds image paths and class names: check that this is the file you meant."
+            ) from None
         raise DalkitError(f"{path} is not a readable UTF-8 CSV ({error}); save it as CSV (UTF-8) and retry.") from None
-    pairs: dict[str, str] = {}
-    for image, label, line in rows:
-        if image is None or label is None:
-            raise DalkitError(f"line {line} of {path} has fewer cells than the header; fix that line.")
-        image, label = image.strip(), label.strip()
-        if not label:
-            continue
-        if pairs.get(image, label) != label:
-            raise DalkitError(f"line {line} of {path} labels {image} {label!r} but an earlier line {pairs[image]!r}.")
-        pairs[image] = label
+    except UnicodeDecodeError as error:
+        raise DalkitError(f"{path} is not a readable UTF-8 CSV ({error}); save it as CSV (UTF-8) and retry.") from None
     return list(pairs.items())
+
+
+def file_size(size: int) -> str:
+    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB"
+
+
+def cell_readings(cell: str) -> list[str]:
+    """What a CSV cell may stand for, most literal first: as written, without the quote that guards a formula,
+    and without the spaces a spreadsheet may add."""
+    readings = [cell]
+    for text in (cell, cell.strip()):
+        if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+            readings.append(text[1:])
+        readings.append(text)
+    return list(dict.fromkeys(readings))
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A cell a spreadsheet shows as text: one starting with = + - @ tab or CR (and not a number) gets a leading
+    single quote, as OWASP recommends against CSV injection."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 def write_questions_csv(path: Path, asked: Round) -> None:
@@ -387,8 +593,15 @@ def write_questions_csv(path: Path, asked: Round) -> None:
 
 
 def write_atomically(path: Path, rows: list[tuple]) -> None:
-    """Write a CSV through a temporary file and a rename, so a crash leaves the old file or the new, whole."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
-    os.replace(temporary, path)
+    """Write a CSV (every cell quoted, names exactly as they are, formula cells guarded) to a temporary file
+    beside `path`, then rename it into place: a crash leaves the old file or the new, whole, and no stray file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with temporary.open("x", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, quoting=csv.QUOTE_ALL).writerows([spreadsheet_cell(c) for c in row] for row in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

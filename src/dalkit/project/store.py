@@ -2,7 +2,12 @@
 
 Why SQLite: each label is committed the moment it is given (one transaction, write-ahead log), so a crash,
 a closed browser or a killed process never loses a label already given; two writers (the web page and an
-import) cannot corrupt the file; and the records stay readable with any SQLite tool.
+import) cannot corrupt the file; and the records stay readable with any SQLite tool. The database is the one
+source of truth: a CSV is an input to it, never a second copy that could win over it.
+
+Every write is one `BEGIN IMMEDIATE` transaction that also makes its checks (is the image in that round? was it
+labelled after this CSV was saved? is it labelled by now?), so a check and the write it allows cannot be
+separated by another writer.
 
 Tables:
 - `meta(key, value)`: the project's settings and classes, as JSON.
@@ -11,13 +16,16 @@ Tables:
   a correction adds a row, so the history of every image is kept.
 - `questions(round, image_id, rank, score, guess, asked_at)`: what dalkit asked in each round, with the
   model's guess, so a later label can be compared with the guess made before it was known.
+- `web_requests(labeller, seq, image_id, label, round, answered_at)`: each label request of the web page, by
+  the page's labeller id and its sequence number, so a retried request is recorded once.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +35,7 @@ from dalkit.errors import DalkitError
 DATABASE = "project.sqlite"
 QUESTIONS_CSV = "to_label.csv"
 MODEL_FILE = "model.pt"
+ASK_LOCK = "ask.lock"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,23 +56,51 @@ CREATE TABLE IF NOT EXISTS questions (
     asked_at TEXT NOT NULL,
     PRIMARY KEY (round, image_id)
 );
+CREATE TABLE IF NOT EXISTS web_requests (
+    labeller TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    answered_at TEXT NOT NULL,
+    PRIMARY KEY (labeller, seq)
+);
 CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 """
 
+# What `add_web_label` found: the label was recorded (or was the image's label already), the request was
+# one already recorded (a retry), a later request of the same page already labelled the image, or the image
+# was not asked in the round the request names.
+RECORDED, UNCHANGED, DUPLICATE, SUPERSEDED, NOT_IN_ROUND = "recorded", "unchanged", "duplicate", "superseded", "round"
+
+LATEST_LABELS = (
+    "SELECT image_id, label, given_at FROM labels WHERE id IN (SELECT MAX(id) FROM labels GROUP BY image_id)"
+)
+
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def timestamp(text: str) -> datetime:
+    """A `given_at`/`asked_at` stamp as an aware datetime (older projects stored whole seconds)."""
+    return datetime.fromisoformat(text)
 
 
 class LabelStore:
-    """The SQLite file of one project; every write is its own committed transaction."""
+    """The SQLite file of one project; every write is its own committed transaction.
 
-    def __init__(self, path: Path) -> None:
+    `setup=False` skips creating the tables (the web server opens one short connection per request, after
+    `Project.open` has set the file up)."""
+
+    def __init__(self, path: Path, setup: bool = True) -> None:
         self.path = Path(path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
+            # isolation_level=None: no implicit transactions; `transaction()` opens each one explicitly.
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            if setup:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise DalkitError(
                 f"{self.path} is not a dalkit project database ({error}); give the project's own folder."
@@ -72,40 +109,108 @@ class LabelStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE), so what it reads cannot change before it writes."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     def get_meta(self, key: str) -> object:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: object) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def add_images(self, paths: Iterable[str]) -> int:
         """Register image paths (relative, '/'-separated); known ones are kept as they are. Returns how many are new."""
-        with self.db:
-            before = self.db.total_changes
-            self.db.executemany("INSERT OR IGNORE INTO images(path) VALUES (?)", [(p,) for p in paths])
-            return self.db.total_changes - before
+        rows = [(p,) for p in paths]
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO images(path) VALUES (?)", rows)
+            return db.total_changes - before
 
     def images(self) -> list[tuple[int, str]]:
         """(id, path) of every image, by id."""
         return self.db.execute("SELECT id, path FROM images ORDER BY id").fetchall()
 
+    def image_id(self, path: str) -> int | None:
+        row = self.db.execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()
+        return None if row is None else row[0]
+
+    def image_path(self, image_id: int) -> str | None:
+        row = self.db.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
+        return None if row is None else row[0]
+
     def add_labels(self, pairs: Sequence[tuple[int, str]], source: str) -> None:
         """Record (image id, label) pairs in one transaction: all of them are kept, or none."""
         stamp = now()
-        with self.db:
-            self.db.executemany(
+        with self.transaction() as db:
+            db.executemany(
                 "INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)",
                 [(image_id, label, source, stamp) for image_id, label in pairs],
             )
 
+    def record_labels(
+        self, pairs: Sequence[tuple[int, str]], source: str, saved_at: datetime | None = None
+    ) -> tuple[int, list[int]]:
+        """Record the (image id, label) pairs that change an image's label, in one transaction. With `saved_at`
+        (when the file they come from was last saved), a pair is refused if the image's current label differs
+        and was given after that moment: an older file never overrides a newer label. Returns (how many were
+        recorded, the refused image ids)."""
+        stamp, changed, refused = now(), [], []
+        with self.transaction() as db:
+            current = {i: (label, given) for i, label, given in db.execute(LATEST_LABELS)}
+            for image_id, label in pairs:
+                label_now, given_at = current.get(image_id, (None, None))
+                if label_now == label:
+                    continue
+                if saved_at is not None and given_at is not None and timestamp(given_at) > saved_at:
+                    refused.append(image_id)
+                    continue
+                changed.append((image_id, label, source, stamp))
+            db.executemany("INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)", changed)
+        return len(changed), refused
+
+    def add_web_label(self, labeller: str, seq: int, image_id: int, label: str, round_number: int) -> str:
+        """One label from the web page, checked and recorded in one transaction; returns what happened (RECORDED,
+        UNCHANGED, DUPLICATE, SUPERSEDED or NOT_IN_ROUND: see above). Only NOT_IN_ROUND leaves no trace."""
+        with self.transaction() as db:
+            asked = db.execute("SELECT 1 FROM questions WHERE round = ? AND image_id = ?", (round_number, image_id))
+            if asked.fetchone() is None:
+                return NOT_IN_ROUND
+            known = db.execute("SELECT 1 FROM web_requests WHERE labeller = ? AND seq = ?", (labeller, seq))
+            if known.fetchone() is not None:
+                return DUPLICATE
+            stamp = now()
+            db.execute(
+                "INSERT INTO web_requests VALUES (?, ?, ?, ?, ?, ?)",
+                (labeller, seq, image_id, label, round_number, stamp),
+            )
+            later = db.execute(
+                "SELECT 1 FROM web_requests WHERE labeller = ? AND image_id = ? AND seq > ?", (labeller, image_id, seq)
+            )
+            if later.fetchone() is not None:
+                return SUPERSEDED
+            current = db.execute("SELECT label FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,))
+            row = current.fetchone()
+            if row is not None and row[0] == label:
+                return UNCHANGED
+            db.execute(
+                "INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)",
+                (image_id, label, "web", stamp),
+            )
+            return RECORDED
+
     def current_labels(self) -> dict[int, str]:
         """Each labelled image's latest label."""
-        rows = self.db.execute(
-            "SELECT image_id, label FROM labels WHERE id IN (SELECT MAX(id) FROM labels GROUP BY image_id)"
-        )
-        return dict(rows.fetchall())
+        return {image_id: label for image_id, label, _ in self.db.execute(LATEST_LABELS)}
 
     def label_history(self, image_id: int) -> list[tuple[str, str, str]]:
         """(label, source, given_at) of every label the image was given, oldest first."""
@@ -116,15 +221,21 @@ class LabelStore:
         """The latest round of questions, 0 if none was asked yet."""
         return self.db.execute("SELECT COALESCE(MAX(round), 0) FROM questions").fetchone()[0]
 
-    def add_questions(self, rows: Sequence[tuple[int, float | None, str | None]]) -> int:
-        """Record a new round: (image id, score, guess) in the order asked. Returns the round number."""
-        round_number, stamp = self.last_round() + 1, now()
-        with self.db:
-            self.db.executemany(
+    def add_questions(
+        self, rows: Sequence[tuple[int, float | None, str | None]]
+    ) -> tuple[int, list[tuple[int, float | None, str | None]]]:
+        """Record a new round: (image id, score, guess) in the order asked, leaving out every image that is
+        labelled by the moment the round is committed. Returns the round number and the rows kept (none are
+        recorded, and the round number is not used, when no row is left)."""
+        with self.transaction() as db:
+            round_number, stamp = self.last_round() + 1, now()
+            labelled = {image_id for image_id, _, _ in db.execute(LATEST_LABELS)}
+            kept = [row for row in rows if row[0] not in labelled]
+            db.executemany(
                 "INSERT INTO questions VALUES (?, ?, ?, ?, ?, ?)",
-                [(round_number, i, rank, score, guess, stamp) for rank, (i, score, guess) in enumerate(rows)],
+                [(round_number, i, rank, score, guess, stamp) for rank, (i, score, guess) in enumerate(kept)],
             )
-        return round_number
+        return round_number, kept
 
     def questions(self, round_number: int) -> list[tuple[int, float | None, str | None]]:
         """(image id, score, guess) of one round, in the order asked."""
