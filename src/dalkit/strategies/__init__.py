@@ -5,6 +5,7 @@ from __future__ import annotations
 from dalkit.strategies import (  # noqa: F401  (register the strategies)
     badge,
     bald,
+    batchbald,
     cluster_margin,
     coreset,
     gcn,
