@@ -10,7 +10,7 @@ Two parts, timed apart:
   greedy has real work to do. Each budget is timed with the strategy's defaults (lazy greedy), and with
   --exhaustive also scoring every candidate at every step (lazy=false, the paper's code). The table gives
   the picks scored with the exact joint entropy and the candidates scored in all.
-- MC forward passes: `mc_probabilities` (the strategy's own gathering) of an untrained mnist-cnn over --images
+- MC forward passes: `mc_dropout.mc_probabilities` (the strategy's gathering) of an untrained mnist-cnn over --images
   random 28x28 images with --samples consistent dropout masks.
 
 Every row is printed in a table and appended as JSON to benchmarks/results.jsonl (unless --no-save).
@@ -33,7 +33,8 @@ from dalkit.report import format_table
 from dalkit.runtime import inference_batch_size, isolated_rng
 from dalkit.seeding import make_generator, resolve_device
 from dalkit.strategies import QueryContext
-from dalkit.strategies.batchbald import greedy_batchbald, mc_probabilities
+from dalkit.strategies.batchbald import greedy_batchbald
+from dalkit.strategies.mc_dropout import mc_probabilities
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 

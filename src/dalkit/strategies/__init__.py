@@ -10,6 +10,7 @@ from dalkit.strategies import (  # noqa: F401  (register the strategies)
     coreset,
     gcn,
     learning_loss,
+    mc_uncertainty,
     mobyv2al,
     probcover,
     random,

@@ -7,10 +7,15 @@ batches under inference mode, and cached in the context for every strategy need.
 trains the classifier and draws randomness only from `ctx.generator`, so it is pure given the
 context. Candidates are pool indices; a selection is a subset of them, in pick order, with the score
 behind each pick so a person can see why an image was chosen.
+
+A ranking strategy (one score per candidate) takes the `budget` highest scores by default, or draws its batch
+at random with probabilities that grow with the score (`sampling`, `beta`: stochastic batch acquisition,
+Kirsch et al. 2023); both are implemented once here, in `RankingStrategy`, for every score-based strategy.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from dalkit.data.pool import Pool
 from dalkit.errors import DalkitError
 from dalkit.features import FeatureRequest, Outputs, predict
 from dalkit.models.base import Classifier, model_input
+from dalkit.options import require
 
 
 @dataclass
@@ -88,8 +94,70 @@ def top_k(scores: torch.Tensor, k: int, generator: torch.Generator) -> torch.Ten
     return perm[order]
 
 
+#: how a ranking strategy turns its scores into a batch (see `sample_batch`)
+SAMPLING_MODES = ("topk", "power", "softmax", "softrank")
+
+
+def sampling_log_weights(
+    scores: torch.Tensor, sampling: str, beta: float, generator: torch.Generator, floor: float | None = 0.0
+) -> torch.Tensor:
+    """Log of the unnormalised probability of drawing each candidate first (float64), for stochastic batch
+    acquisition (Kirsch, Farquhar, Atighehchian, Jesson, Branchaud-Charron & Gal, TMLR 2023), on the CPU:
+
+    - power: (score - floor)^beta. Power sampling needs non-negative scores, and reads a score of zero as "nothing
+      to learn here" (the paper's assumption, true of entropy, BALD, variation ratios, mean STD, least confidence).
+      A strategy whose scores can be negative declares the lowest score it can give (`score_floor`; margin's is
+      -1, so its weight is 1 - (p1 - p2)); scores with no known floor (`floor=None`: learning-loss's predicted
+      loss) are shifted by the candidates' minimum. The reference samplers (the authors' tempered sampler in
+      BlackHC/active_learning_redux, baal's PowerSampling) set negative scores to zero instead, which would give
+      every margin score weight zero. A weight of zero is never drawn before a positive one.
+    - softmax: exp(beta * score), any real score.
+    - softrank: rank^-beta, rank 1 for the highest score (ties ranked at random with `generator`).
+    """
+    scores = scores.detach().to("cpu", torch.float64)  # n numbers; float64 everywhere (MPS has none)
+    if sampling == "power":
+        shift = scores.min() if floor is None else floor
+        return beta * (scores - shift).clamp_min(0).log()
+    if sampling == "softmax":
+        return beta * scores
+    if sampling == "softrank":
+        order = top_k(scores, len(scores), generator)
+        ranks = torch.empty_like(scores)
+        ranks[order] = torch.arange(1, len(scores) + 1, dtype=scores.dtype, device=scores.device)
+        return -beta * ranks.log()
+    raise ValueError(f"unknown sampling {sampling!r}")
+
+
+def gumbel_top_k(log_weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k positions drawn without replacement, each with probability proportional to exp(log_weight) among those not
+    yet drawn (the Gumbel-top-k trick: the k largest log_weight + Gumbel(0, 1) noise; Vieira 2014, Kool, van Hoof &
+    Welling 2019). All noise comes from `generator`; positions of weight zero come last, in random order."""
+    uniform = torch.rand(len(log_weights), generator=generator, dtype=torch.float64).clamp_min(1e-300)
+    gumbel = -(-uniform.log()).log()
+    return top_k(log_weights + gumbel.to(log_weights.device), k, generator)
+
+
+def sample_batch(
+    scores: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    sampling: str = "topk",
+    beta: float = 1.0,
+    floor: float | None = 0.0,
+) -> torch.Tensor:
+    """Positions of a batch of k candidates: the k highest scores (`topk`, ties at random), or k drawn without
+    replacement with the weights of `sampling_log_weights` (`power`, `softmax`, `softrank`). As beta grows the
+    draws approach top-k; as it shrinks, uniform sampling (among the positive weights, for power)."""
+    if sampling == "topk":
+        return top_k(scores, k, generator)
+    return gumbel_top_k(sampling_log_weights(scores, sampling, beta, generator, floor), k, generator)
+
+
 class Strategy(ABC):
     """Base class: constructors only store parameters; `select` does the work."""
+
+    #: the registered name (set by `register_strategy`); messages about the strategy's options use it
+    name: str = "strategy"
 
     #: the model head whose training `select` relies on: it reads the head's output (learning-loss) or the
     #: encoder its objective shapes (mobyv2al); the engine creates the model with it and trains it with the
@@ -104,7 +172,26 @@ class Strategy(ABC):
 
 
 class RankingStrategy(Strategy):
-    """A strategy that scores every candidate and takes the `budget` highest (ties broken at random)."""
+    """A strategy that scores every candidate, then takes the `budget` highest (`sampling=topk`, ties broken at
+    random) or draws the batch at random, more likely the higher the score (`power`, `softmax`, `softrank`, with
+    `beta`; stochastic batch acquisition, Kirsch et al., TMLR 2023: top-k batches of one score are near-duplicates,
+    a random batch weighted by the score is diverse and costs nothing more).
+
+    Subclasses with their own constructor take `sampling` and `beta` too and pass them to `__init__` here, so the
+    options are declared (and validated by `dalkit.options`) for every ranking strategy.
+    """
+
+    #: the lowest score the strategy can give (power sampling weighs a candidate by (score - score_floor)^beta);
+    #: None: scores are unbounded below and are shifted by the candidates' minimum
+    score_floor: float | None = 0.0
+
+    def __init__(self, sampling: str = "topk", beta: float = 1.0) -> None:
+        modes = ", ".join(SAMPLING_MODES)
+        require(sampling in SAMPLING_MODES, self.name, "sampling", sampling, f"be one of {modes}", "sampling=power")
+        rule = "be a positive number (the larger, the closer to top-k)"
+        require(math.isfinite(beta) and beta > 0, self.name, "beta", beta, rule, "beta=1")
+        self.sampling = sampling
+        self.beta = float(beta)
 
     @abstractmethod
     def scores(self, ctx: QueryContext) -> torch.Tensor:
@@ -112,8 +199,10 @@ class RankingStrategy(Strategy):
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
         scores = self.scores(ctx)
-        picked = top_k(scores, budget, ctx.generator).cpu().numpy()
-        return Selection(ctx.candidates[picked], scores[picked].cpu().numpy())
+        sampling, beta = getattr(self, "sampling", "topk"), getattr(self, "beta", 1.0)
+        picked = sample_batch(scores, budget, ctx.generator, sampling, beta, self.score_floor).cpu().numpy()
+        info = {"sampling": sampling} if sampling == "topk" else {"sampling": sampling, "beta": beta}
+        return Selection(ctx.candidates[picked], scores[picked].cpu().numpy(), info)
 
 
 class ScoreStrategy(RankingStrategy):

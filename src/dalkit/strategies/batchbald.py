@@ -4,7 +4,7 @@ Acquisition for Deep Bayesian Active Learning", arXiv:1906.08158).
 Setting. The batch is the set that maximises the joint mutual information between its labels and the
 weights, a({x_1..x_n}) = H(y_1..y_n) - sum_i E_w[H(y_i | w)], built greedily (a is submodular, so greedy
 is within 1 - 1/e of the best batch). The weight posterior is S consistent MC-dropout samples (one set of
-dropout masks shared by every candidate, `bald.ConsistentDropout`), so p(y_1..y_n) = 1/S sum_s prod_i
+dropout masks shared by every candidate, `mc_dropout.ConsistentDropout`), so p(y_1..y_n) = 1/S sum_s prod_i
 p(y_i | x_i, w_s). The paper's MNIST runs use S = 100 (`samples`, the default; its code's
 `num_inference_samples`).
 
@@ -61,37 +61,12 @@ import torch
 
 from dalkit.errors import DalkitError
 from dalkit.options import require
-from dalkit.runtime import autocast
-from dalkit.strategies.bald import ConsistentDropout
 from dalkit.strategies.base import QueryContext, Selection, Strategy
+from dalkit.strategies.mc_dropout import mc_probabilities
 from dalkit.strategies.registry import register_strategy
 
 #: floats in one chunk's (configurations x chunk x classes) block when `chunk_size` is not given
 CHUNK_FLOATS = 2**24
-
-
-def mc_probabilities(ctx: QueryContext, samples: int) -> torch.Tensor:
-    """The candidates' softmax probabilities (n, samples, C) under `samples` consistent MC-dropout masks.
-
-    One mask per dropout layer and sample, shared by every candidate, drawn from `ctx.generator` (as BALD
-    draws them); batch norm stays in eval mode and the trunk runs once per batch.
-    """
-    model = ctx.model
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with ConsistentDropout(model, ctx.generator) as dropout, torch.inference_mode(), autocast(ctx.device):
-            for x in ctx.batches(ctx.candidates):
-                z = model.trunk(x)
-                batch = torch.empty(len(x), samples, model.num_classes, device=ctx.device)
-                for sample in range(samples):
-                    dropout.sample = sample
-                    batch[:, sample] = model.head(z).logits.float().softmax(dim=1)
-                out.append(batch)
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
 
 
 @dataclass
@@ -290,11 +265,7 @@ class BatchBALD(Strategy):
         self.lazy = lazy
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:
-        if not ctx.model.has_dropout():
-            raise DalkitError(
-                "BatchBALD needs a model with dropout; pass --model-option dropout=0.3 or use small-cnn / mnist-cnn."
-            )
-        probs = mc_probabilities(ctx, self.samples)
+        probs = mc_probabilities(ctx, self.samples, owner="BatchBALD")
         with torch.inference_mode():
             batch = greedy_batchbald(probs, budget, ctx.generator, self.num_configurations, self.chunk_size, self.lazy)
         info = {

@@ -8,4 +8,14 @@ from dalkit.registry import Registry
 from dalkit.strategies.base import Strategy
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "--strategy-option")
-register_strategy: Callable = STRATEGIES.register
+
+
+def register_strategy(name: str) -> Callable:
+    """Register a strategy class under `name`; the class's `name` becomes that name (its messages use it)."""
+
+    def decorate(factory: Callable) -> Callable:
+        if isinstance(factory, type):
+            factory.name = name
+        return STRATEGIES.register(name)(factory)
+
+    return decorate
