@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from dalkit.errors import DalkitError
+from dalkit.seeding import make_generator
 from dalkit.strategies import create_strategy
 from dalkit.strategies.base import entropy
 from dalkit.strategies.mc_dropout import (
+    ConsistentDropout,
     bald_scores,
     mc_probabilities,
     mean_probabilities,
@@ -169,3 +171,14 @@ def test_model_without_dropout_is_refused_clearly(name, options, context_factory
 def test_one_sample_is_refused(name):
     with pytest.raises(DalkitError, match=f"the {name} option samples must be at least 2"):
         create_strategy(name, samples=1)
+
+
+def test_channel_dropout_masks_whole_channels():
+    """A Dropout2d layer is sampled as it trains: one keep/drop per channel, shared by its pixels."""
+    model = torch.nn.Sequential(torch.nn.Dropout2d(0.5))
+    with ConsistentDropout(model, make_generator(0)) as dropout:
+        out = model.eval()(torch.ones(2, 16, 3, 3))
+    mask = dropout.masks[(0, 0)]
+    assert mask.shape == (16, 1, 1)
+    assert set(out[0].flatten().tolist()) <= {0.0, 2.0} and torch.equal(out[0], out[1])
+    assert 0 < (mask == 0).sum() < 16

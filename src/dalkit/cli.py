@@ -18,6 +18,13 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
@@ -44,6 +51,37 @@ def training_arguments(p: argparse.ArgumentParser, model_flag: str = "--model") 
     g.add_argument("--schedule", choices=["step", "cosine"], help="lr schedule: step (at --milestones) or cosine")
     g.add_argument(
         "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (default: off)"
+    )
+    g.add_argument("--optimizer", choices=["sgd", "adam"], help="sgd (momentum) or adam (default: the model's)")
+    g.add_argument(
+        "--weight-decay-per-label",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="divide --weight-decay by the number of labelled images, Gal et al. 2017's c/N (default: the model's)",
+    )
+    g.add_argument(
+        "--epoch-samples",
+        type=int,
+        help="at least this many images per epoch, the labelled set repeated (BatchBALD: 5056)",
+    )
+    g.add_argument(
+        "--validation",
+        type=int,
+        metavar="N",
+        help="hold N random pool images out as a validation set (never queried, never trained on); default 0",
+    )
+    g.add_argument(
+        "--patience",
+        type=int,
+        metavar="P",
+        help="early stopping: stop after P epochs without a better validation accuracy, keep the best epoch's "
+        "weights (--epochs is then the maximum; needs --validation)",
+    )
+    g.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the data set's batch augmentation (default: on, off for the Bayesian AL presets)",
     )
     g.add_argument("--objectives", help="training losses to sum, e.g. ce,cskd (see `dalkit objectives`); default: ce")
     g.add_argument("--objective-option", action="append", metavar="NAME.KEY=VALUE", help="e.g. cskd.temperature=4")
@@ -121,6 +159,12 @@ def build_config(args: argparse.Namespace, **fields):
         "batch_size": args.batch_size,
         "milestones": tuple(args.milestones) if args.milestones is not None else None,
         "weight_decay": args.weight_decay,
+        "optimizer": args.optimizer,
+        "weight_decay_per_label": args.weight_decay_per_label,
+        "epoch_samples": args.epoch_samples,
+        "validation": args.validation,
+        "patience": args.patience,
+        "augment": args.augment,
     }
     method = getattr(args, "method", None)
     chosen = method_fields(method) if method else {}
@@ -160,10 +204,13 @@ def command_compare(args: argparse.Namespace) -> None:
     from dalkit.compare import run_comparison
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    comparison = run_comparison(build_config(args), strategies, args.seeds, resume=args.resume)
+    comparison = run_comparison(build_config(args), strategies, args.seeds, resume=args.resume, targets=args.targets)
     print()
     print(f"test accuracy (%) by labelled images, mean +- std over seeds {args.seeds}:")
     print(comparison.table())
+    if comparison.targets:
+        print(f"\nlabels needed to first reach each test accuracy, mean +- std over seeds {args.seeds}:")
+        print(comparison.targets_table())
     print(f"\ncomparison directory: {comparison.directory} (plot: {comparison.directory / 'curves.png'})")
 
 
@@ -250,6 +297,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
+    compare.add_argument(
+        "--targets",
+        type=float_list,
+        metavar="ACC,...",
+        help="test accuracies in %% (e.g. 90,95): report the labels each seed needed to first reach each",
+    )
     compare.add_argument(
         "--resume",
         metavar="DIR",

@@ -1,11 +1,13 @@
 """Many strategies x seeds on one configuration: mean +- std accuracy per budget and the area under
-the learning curve, as a table and one plot of all curves."""
+the learning curve, as a table and one plot of all curves; with `targets`, how many labels each strategy needed to
+first reach each test accuracy (the Bayesian AL papers' tables: Gal et al. 2017 Table 1 counts the images acquired
+to reach 10% and 5% test error on MNIST, BatchBALD 2019 Table 1 the labels to reach 90% and 95% accuracy)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,54 @@ from dalkit.data import dataset_label
 from dalkit.errors import DalkitError
 from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult, run_experiment
 from dalkit.options import options_for
-from dalkit.report import area_under_curve, format_table, markdown_table, plot_learning_curves
+from dalkit.report import area_under_curve, format_table, labels_to_reach, markdown_table, plot_learning_curves
 from dalkit.results import is_finished, read_jsonl, unique_directory
 from dalkit.strategies import create_strategy
+
+
+@dataclass
+class TargetSummary:
+    """Labels each seed needed to first reach `target` % test accuracy (None: it never did within its run)."""
+
+    target: float
+    labels: list[int | None]
+    max_labels: int  # the largest labelled set any seed was evaluated with
+
+    @property
+    def reached(self) -> list[int]:
+        return [n for n in self.labels if n is not None]
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.reached)) if self.reached else None
+
+    @property
+    def std(self) -> float | None:
+        return float(np.std(self.reached)) if self.reached else None
+
+    def cell(self) -> str:
+        """'mean +- std' over the seeds that reached it, '(k/n)' when only k of n did, '> N (0/n)' when none did."""
+        seeds, reached = len(self.labels), len(self.reached)
+        if not reached:
+            return f"> {self.max_labels} (0/{seeds})"
+        text = f"{self.mean:.1f} +- {self.std:.1f}"
+        return text if reached == seeds else f"{text} ({reached}/{seeds})"
+
+    def as_dict(self) -> dict:
+        return {
+            "labels": self.labels,
+            "reached": len(self.reached),
+            "seeds": len(self.labels),
+            "mean": self.mean,
+            "std": self.std,
+            "max_labels": self.max_labels,
+        }
+
+
+TARGETS_NOTE = (
+    "labels (initial set included) at the first evaluation at or above each test accuracy: mean +- std over the "
+    "seeds that reached it; (k/n): only k of n seeds did; > N (0/n): none did within N labels."
+)
 
 
 @dataclass
@@ -28,12 +75,35 @@ class StrategySummary:
     aulc_mean: float
     aulc_std: float
     runs: list[ExperimentResult]
+    targets: list[TargetSummary] = field(default_factory=list)
 
 
 @dataclass
 class Comparison:
     summaries: list[StrategySummary]
     directory: Path
+    targets: tuple[float, ...] = ()
+
+    def targets_table(self, markdown: bool = False) -> str:
+        """Per strategy and target accuracy, the labels needed to first reach it (see `TargetSummary.cell`), with
+        the note that says how to read it; in Markdown, the fewest labels of each column (every seed reaching
+        it) in bold."""
+        headers = ["strategy", *[f"{t:g}%" for t in self.targets]]
+        best = []
+        for k in range(len(self.targets)):
+            complete = [s.targets[k].mean for s in self.summaries if len(s.targets[k].reached) == len(s.runs)]
+            best.append(min(complete) if complete else None)
+        rows = []
+        for s in self.summaries:
+            cells = [t.cell() for t in s.targets]
+            if markdown:
+                cells = [
+                    f"**{c}**" if top is not None and len(t.reached) == len(t.labels) and t.mean == top else c
+                    for c, t, top in zip(cells, s.targets, best)
+                ]
+            rows.append([s.strategy, *cells])
+        table = markdown_table(headers, rows) if markdown else format_table(headers, rows)
+        return f"{table}\n\n{TARGETS_NOTE}"
 
     def table(self, markdown: bool = False) -> str:
         """Mean +- std test accuracy (%) per labelled-set size, and the normalised AULC; in Markdown, the best
@@ -52,15 +122,34 @@ class Comparison:
         return markdown_table(headers, rows) if markdown else format_table(headers, rows)
 
 
-def summarise(strategy: str, runs: list[ExperimentResult]) -> StrategySummary:
+def summarise(strategy: str, runs: list[ExperimentResult], targets: Sequence[float] = ()) -> StrategySummary:
     lengths = {len(r.accuracy) for r in runs}
     if len(lengths) != 1:
         raise RuntimeError(f"runs of {strategy} evaluated at different budgets")
     accuracy = np.array([r.accuracy for r in runs])
     aulc = np.array([area_under_curve(r.labelled, r.accuracy) for r in runs])
+    most = max((max(r.labelled) for r in runs if r.labelled), default=0)
+    reach = [TargetSummary(t, [labels_to_reach(r.labelled, r.accuracy, t) for r in runs], most) for t in targets]
     return StrategySummary(
-        strategy, runs[0].labelled, accuracy.mean(0), accuracy.std(0), float(aulc.mean()), float(aulc.std()), runs
+        strategy,
+        runs[0].labelled,
+        accuracy.mean(0),
+        accuracy.std(0),
+        float(aulc.mean()),
+        float(aulc.std()),
+        runs,
+        reach,
     )
+
+
+def check_targets(targets: Sequence[float]) -> tuple[float, ...]:
+    """Target accuracies are percentages in (0, 100]."""
+    for target in targets:
+        if not 0 < target <= 100:
+            raise DalkitError(
+                f"--targets are test accuracies in % between 0 and 100 (got {target:g}); pass e.g. --targets 90,95."
+            )
+    return tuple(float(t) for t in targets)
 
 
 def run_comparison(
@@ -69,6 +158,7 @@ def run_comparison(
     seeds: Sequence[int],
     log: Callable[[str], None] = print,
     resume: str | Path | None = None,
+    targets: Sequence[float] | None = None,
 ) -> Comparison:
     """Run every strategy with every seed (same seed -> same initial set) and summarise.
 
@@ -77,9 +167,11 @@ def run_comparison(
     while a plain key goes to every strategy. `resume`, an earlier comparison's directory, continues it there:
     each run that finished in it with the same settings is read back instead of run again (see
     `finished_run`), so an interrupted benchmark loses only its unfinished runs and a strategy can be added to
-    a finished one.
+    a finished one. `targets` (test accuracies in %) add, per strategy, the labels each seed needed to first reach
+    each (`Comparison.targets_table`, and in summary.md / summary.json).
     """
     base.validate()
+    targets = check_targets(targets or ())
     options = {name: options_for(name, base.strategy_options) for name in strategies}
     for name in strategies:  # fail on a bad name or option before any training
         create_strategy(name, **options[name])
@@ -95,8 +187,8 @@ def run_comparison(
                 run_dir = unique_directory(directory / name, config.run_name())
                 run = run_experiment(replace(config, out_dir=str(run_dir)), log)
             runs.append(run)
-        summaries.append(summarise(name, runs))
-    comparison = Comparison(summaries, directory)
+        summaries.append(summarise(name, runs, targets))
+    comparison = Comparison(summaries, directory, targets)
     write_comparison(comparison, base)
     return comparison
 
@@ -156,8 +248,12 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
 
 def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
     directory = comparison.directory
-    (directory / "summary.txt").write_text(comparison.table() + "\n")
-    (directory / "summary.md").write_text(comparison.table(markdown=True) + "\n")
+    text, markdown = comparison.table(), comparison.table(markdown=True)
+    if comparison.targets:
+        text += "\n\nlabels to reach a test accuracy:\n" + comparison.targets_table()
+        markdown += "\n\nLabels to reach a test accuracy:\n\n" + comparison.targets_table(markdown=True)
+    (directory / "summary.txt").write_text(text + "\n")
+    (directory / "summary.md").write_text(markdown + "\n")
     summary = {
         s.strategy: {
             "labelled": s.labelled,
@@ -166,6 +262,7 @@ def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
             "aulc_mean": s.aulc_mean,
             "aulc_std": s.aulc_std,
             "seeds": [r.config.seed for r in s.runs],
+            **({"labels_to_reach": {f"{t.target:g}": t.as_dict() for t in s.targets}} if s.targets else {}),
         }
         for s in comparison.summaries
     }

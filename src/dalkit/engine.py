@@ -6,7 +6,7 @@ from an `EngineSpec` and call the same three steps, so they share defaults and s
 - `new_model(cycle)`: a fresh classifier with the heads its objectives train (`Objective.heads`), weights drawn
   from seed (seed, cycle, 1);
 - `fit(model, images, pool, cycle, candidates)`: the trainer on the labelled images, generator (seed, cycle, 3);
-  objectives that learn from unlabelled images get the candidates;
+  objectives that learn from unlabelled images get the candidates, early stopping the pool's validation images;
 - `query(model, images, pool, candidates, budget, cycle)`: the representation the strategy asked for (see
   `dalkit.features`), then the strategy on a `QueryContext`, generator (seed, cycle, 4).
 
@@ -135,13 +135,18 @@ class Engine:
     def fit(
         self, model: Classifier, images: torch.Tensor, pool: Pool, cycle: int, candidates: np.ndarray
     ) -> TrainStats:
-        """Train `model` on the pool's labelled images (`images`: every pool image, uint8, on the device)."""
+        """Train `model` on the pool's labelled images (`images`: every pool image, uint8, on the device); the pool's
+        validation images, if it holds any, go to the trainer for early stopping (`Pool.set_validation`)."""
         labelled = pool.labelled_indices()
         if not len(labelled):
             raise DalkitError("there is nothing labelled to train on; label some images first.")
         unlabelled = None
         if any(objective.uses_unlabelled for objective in self.objectives) and len(candidates):
             unlabelled = images[torch.from_numpy(candidates)]
+        validation = None
+        held_out = pool.validation_indices()
+        if len(held_out):
+            validation = (images[torch.from_numpy(held_out)], torch.from_numpy(pool.validation_labels[held_out]))
         generator = make_generator(derive_seed(self.spec.seed, cycle, FIT_SEED), self.device)
         with isolated_rng(derive_seed(self.spec.seed, cycle, FIT_SEED)):  # dropout draws from the global RNG
             return self.trainer.fit(
@@ -150,6 +155,7 @@ class Engine:
                 torch.from_numpy(pool.labels[labelled]),
                 generator,
                 unlabelled,
+                validation,
             )
 
     def context(self, model: Classifier, images: torch.Tensor, pool: Pool, candidates: np.ndarray, cycle: int):

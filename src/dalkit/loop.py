@@ -5,6 +5,10 @@ follows one query of `budget` images, so a run evaluates at initial, initial + b
 The oracle reveals labels from the data set only for the images the strategy picked; the trainer
 reads labels from the Pool. One seed drives everything; each cycle's stages get their own derived
 seeds (see `dalkit.engine`) so the same seed gives the same selections on the same device.
+
+`validation` images (drawn once, at random, from the images not in the initial set) are held out of the pool for
+early stopping: never queried, never trained on, not counted as labels (`Pool.set_validation`; both Bayesian AL
+references take their validation set out of the pool this way).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dalkit.data import DataSplits, Pool, dataset_label, load_dataset
+from dalkit.data import AugmentSpec, DataSplits, Pool, dataset_label, load_dataset
 from dalkit.data.augment import Normalizer
 from dalkit.engine import Engine, EngineSpec, objectives_for
 from dalkit.errors import DalkitError
@@ -30,9 +34,10 @@ from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, check_run_directory, environment, read_jsonl, read_pool, unique_directory
 from dalkit.seeding import derive_seed, resolve_device
 from dalkit.strategies.registry import STRATEGIES
-from dalkit.train import SCHEDULES, TrainConfig
+from dalkit.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 INITIAL_MODES = ("random", "balanced")
+VALIDATION_SEED = 5  # the validation images' stream: (seed, 0, 5)
 RUNS = Path("runs")  # where a run without out_dir gets a new directory
 
 
@@ -64,6 +69,12 @@ class ExperimentConfig:
     weight_decay: float | None = None
     schedule: str | None = None
     nesterov: bool | None = None
+    optimizer: str | None = None  # "sgd" or "adam"; None: the model's
+    weight_decay_per_label: bool | None = None  # weight decay / labelled images (Gal et al. 2017); None: the model's
+    epoch_samples: int | None = None  # at least this many images per epoch, the labelled set repeated (BatchBALD)
+    patience: int | None = None  # early stopping on the validation images' accuracy; needs `validation`
+    validation: int = 0  # images held out of the pool as the validation set
+    augment: bool = True  # False: no batch augmentation, whatever the data set's (both Bayesian AL papers)
     warm_start: bool = False
     take_remaining: bool = True
     seed: int = 0
@@ -105,6 +116,21 @@ class ExperimentConfig:
                 self.schedule is None or self.schedule in SCHEDULES,
                 f"--schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})",
             ),
+            (
+                self.optimizer is None or self.optimizer in OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})",
+            ),
+            (self.validation >= 0, f"--validation must be 0 or more (got {self.validation})"),
+            (self.patience is None or self.patience >= 1, f"--patience must be at least 1 (got {self.patience})"),
+            (
+                self.patience is None or self.validation > 0,
+                f"--patience {self.patience} stops on validation accuracy and needs a validation set; add "
+                "--validation N (e.g. --validation 1024)",
+            ),
+            (
+                self.epoch_samples is None or self.epoch_samples >= 1,
+                f"--epoch-samples must be at least 1 (got {self.epoch_samples})",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -122,6 +148,10 @@ class ExperimentConfig:
             weight_decay=self.weight_decay,
             schedule=self.schedule,
             nesterov=self.nesterov,
+            optimizer=self.optimizer,
+            weight_decay_per_label=self.weight_decay_per_label,
+            epoch_samples=self.epoch_samples,
+            patience=self.patience,
         )
 
 
@@ -181,12 +211,13 @@ class Experiment:
         self.data: DataSplits = load_dataset(
             config.dataset, config.data_root, config.download, **config.dataset_options
         )
+        self.augment = self.data.augment if config.augment else AugmentSpec()
         self.engine = Engine(
             EngineSpec(
                 num_classes=self.data.num_classes,
                 image_shape=self.data.train.image_shape,
                 normalizer=Normalizer(*self.data.channel_stats()),
-                augment=self.data.augment,
+                augment=self.augment,
                 train=self.train_config,
                 model=config.model,
                 model_options=config.model_options,
@@ -214,6 +245,10 @@ class Experiment:
             torch.cuda.reset_peak_memory_stats(self.device)
         if len(labelled):
             stats = self.engine.fit(self.model, self.train_images, self.pool, cycle, self.candidate_subset(cycle))
+            if stats.epochs is not None:
+                record["epochs_trained"] = stats.epochs
+            if stats.validation_accuracy is not None:
+                record.update(validation_accuracy=stats.validation_accuracy, best_epoch=stats.best_epoch)
             start = time.perf_counter()
             evaluation = self.engine.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
             record.update(
@@ -238,7 +273,33 @@ class Experiment:
         )
 
     def label_initial(self) -> None:
-        """Cycle 0's labels: another run's labelled set, every image, or `initial` chosen at random/balanced."""
+        """Cycle 0's labels: another run's labelled set, every image, or `initial` chosen at random/balanced; and
+        the validation set, drawn from the rest (with `initial` None, every image but the validation set)."""
+        cfg, truth = self.config, self.data.train.labels.numpy()
+        if cfg.initial is None and cfg.initial_from is None:
+            self.hold_out_validation()
+            first = self.pool.unlabelled_indices()
+            self.pool.label(first, truth[first], cycle=0)
+            return
+        self.label_first()
+        self.hold_out_validation()
+
+    def hold_out_validation(self) -> None:
+        """`validation` images drawn at random (stream (seed, 0, 5)) from the unlabelled pool, held out of it."""
+        size = self.config.validation
+        if not size:
+            return
+        unlabelled = self.pool.unlabelled_indices()
+        if size > len(unlabelled):
+            raise DalkitError(
+                f"--validation {size} is larger than the {len(unlabelled)} images left after the initial labelled "
+                "set; lower --validation or --initial."
+            )
+        rng = np.random.default_rng(derive_seed(self.config.seed, 0, VALIDATION_SEED))
+        held_out = np.sort(rng.choice(unlabelled, size=size, replace=False))
+        self.pool.set_validation(held_out, self.data.train.labels.numpy()[held_out])
+
+    def label_first(self) -> None:
         cfg, truth = self.config, self.data.train.labels.numpy()
         if cfg.initial_from is not None:
             earlier = read_pool(cfg.initial_from)
@@ -250,11 +311,8 @@ class Experiment:
             first = earlier.labelled_indices()
             self.pool.label(first, earlier.labels[first], cycle=0)
             return
-        if cfg.initial is None:
-            first = np.arange(len(self.pool))
-        else:
-            rng = np.random.default_rng(derive_seed(cfg.seed, 0))
-            first = initial_indices(truth, cfg.initial, cfg.initial_mode, rng)
+        rng = np.random.default_rng(derive_seed(cfg.seed, 0))
+        first = initial_indices(truth, cfg.initial, cfg.initial_mode, rng)
         self.pool.label(first, truth[first], cycle=0)
 
     def check_budget(self) -> None:
@@ -304,7 +362,8 @@ class Experiment:
                     "train": len(self.data.train),
                     "test": len(self.data.test),
                     "classes": self.data.train.classes,
-                    "augment": asdict(self.data.augment),
+                    "augment": asdict(self.augment),
+                    "validation": len(self.pool.validation_indices()),
                 },
                 "environment": environment(self.device),
             }
@@ -352,6 +411,9 @@ CSV_COLUMNS = [
     "medium_shot_accuracy",
     "few_shot_accuracy",
     "train_loss",
+    "epochs_trained",
+    "best_epoch",
+    "validation_accuracy",
     "train_seconds",
     "images_per_second",
     "eval_seconds",
@@ -366,6 +428,9 @@ def cycle_line(record: dict, cycles: int) -> str:
     if record["accuracy"] is not None:
         parts.append(f"accuracy {100 * record['accuracy']:.1f}%")
         parts.append(f"train {record['train_seconds']:.1f} s ({record['images_per_second']:,.0f} img/s)")
+    if record.get("validation_accuracy") is not None:
+        kept = f", kept epoch {record['best_epoch']} of {record['epochs_trained']}" if record.get("best_epoch") else ""
+        parts.append(f"validation {100 * record['validation_accuracy']:.1f}%{kept}")
     if "query_seconds" in record:
         parts.append(f"query {record['query_seconds']:.2f} s")
     return " | ".join(parts)

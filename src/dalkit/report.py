@@ -32,6 +32,15 @@ def _is_number(text: str) -> bool:
     return text.replace(".", "", 1).replace("%", "").replace("+-", "").replace(" ", "").lstrip("-").isdigit()
 
 
+def labels_to_reach(labelled: Sequence[int], accuracy: Sequence[float], target: float) -> int | None:
+    """The labelled-set size at the first evaluation whose accuracy (a fraction) reaches `target` (in %); None when
+    none does. Measured at the evaluations a run made, so its resolution is the budget per cycle."""
+    for size, value in zip(labelled, accuracy):
+        if value is not None and 100 * value >= target - 1e-9:
+            return int(size)
+    return None
+
+
 def area_under_curve(labelled: Sequence[float], accuracy: Sequence[float]) -> float:
     """Normalised area under the learning curve: the mean accuracy over the labelling budget range."""
     x, y = np.asarray(labelled, dtype=float), np.asarray(accuracy, dtype=float)

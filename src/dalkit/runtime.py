@@ -53,6 +53,7 @@ def fit_loop(
     description: str,
     unit: str = "img",
     names: Sequence[str] = ("loss",),
+    stop: Callable[[int, torch.Tensor], bool] | None = None,
 ) -> torch.Tensor:
     """Run `run_epoch(epoch)` for every epoch under one progress bar; return each epoch's mean loss.
 
@@ -60,7 +61,9 @@ def fit_loop(
     it saw (`epoch_size` in an epoch, which the bar counts in `unit`s, with rate and ETA). The bar is hidden when
     `progress` is False, and (tqdm's default) when stderr is not a terminal; it shows the last epoch's mean
     losses, labelled with `names`. Losses are summed where they live and read once per epoch, so nothing waits
-    for the device inside an epoch. Returns the item-weighted means, (epochs, *loss shape), float64 on the CPU.
+    for the device inside an epoch. `stop(epoch, mean_loss)`, called after each epoch, ends the loop early when it
+    returns True (early stopping). Returns the item-weighted means of the epochs run, (epochs run, *loss shape),
+    float64 on the CPU.
     """
     records = []
     bar = tqdm(
@@ -81,4 +84,6 @@ def fit_loop(
             mean = torch.as_tensor(total, dtype=torch.float64, device="cpu") / count  # nan for an epoch of no steps
             records.append(mean)
             bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, mean.reshape(-1).tolist())})
+            if stop is not None and stop(epoch, mean):
+                break
     return torch.stack(records) if records else torch.empty(0, dtype=torch.float64)

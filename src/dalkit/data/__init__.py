@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dalkit.data import cifar, digits, folder, longtail, mnist, svhn  # noqa: F401  (registers the data sets)
+from dalkit.data import (  # noqa: F401  (registers the data sets)
+    cifar,
+    digits,
+    folder,
+    longtail,
+    mnist,
+    repeated_mnist,
+    svhn,
+)
 from dalkit.data.base import AugmentSpec, DataSplits, ImageDataset
 from dalkit.data.longtail import load_long_tailed
 from dalkit.data.pool import Pool

@@ -2,6 +2,11 @@
 
 Labels live here (not in the data set) so the trainer sees only what the oracle or the person gave;
 `cycle` remembers when each label came in (baal style), and `state_dict` round-trips the whole state.
+
+Validation images (`set_validation`) are held out of active learning: labelled for model selection (early stopping,
+`dalkit.train`), never trained on, never a candidate (`unlabelled_indices` leaves them out) and never labelled for
+training. Both Bayesian AL references take them out of the pool the same way: BatchBALD's `extract_dataset` of
+the available set after the initial samples, Gal et al.'s Keras code a slice disjoint from its pool.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ class Pool:
     def __init__(self, size: int) -> None:
         self.labels = np.full(size, UNLABELLED, dtype=np.int64)
         self.cycle = np.full(size, UNLABELLED, dtype=np.int64)
+        self.validation_labels = np.full(size, UNLABELLED, dtype=np.int64)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -29,7 +35,28 @@ class Pool:
         return np.flatnonzero(self.labelled_mask)
 
     def unlabelled_indices(self) -> np.ndarray:
-        return np.flatnonzero(~self.labelled_mask)
+        """The images AL may still ask for: neither labelled nor held out for validation."""
+        return np.flatnonzero(~self.labelled_mask & ~self.validation_mask)
+
+    @property
+    def validation_mask(self) -> np.ndarray:
+        return self.validation_labels != UNLABELLED
+
+    def validation_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.validation_mask)
+
+    def set_validation(self, indices: np.ndarray, labels: np.ndarray) -> None:
+        """Hold `indices` out of AL as the validation set, with their `labels`; labelled images cannot be."""
+        indices = np.asarray(indices, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+        if indices.shape != labels.shape:
+            raise ValueError("one label per index is needed")
+        if len(indices) and self.labelled_mask[indices].any():
+            raise ValueError("a labelled training image cannot also be a validation image")
+        if (labels < 0).any():
+            raise DalkitError("a label is negative; labels must be class numbers from 0.")
+        self.validation_labels[:] = UNLABELLED
+        self.validation_labels[indices] = labels
 
     @property
     def num_labelled(self) -> int:
@@ -47,19 +74,29 @@ class Pool:
             raise DalkitError(f"an index is outside the pool of {len(self)} images; check the selection.")
         if self.labelled_mask[indices].any():
             raise ValueError("an image that is already labelled was selected again")
+        if self.validation_mask[indices].any():
+            raise ValueError("a validation image was selected for training")
         if (labels < 0).any():
             raise DalkitError("a label is negative; labels must be class numbers from 0.")
         self.labels[indices] = labels
         self.cycle[indices] = cycle
 
-    def state_dict(self) -> dict[str, list[int]]:
+    def state_dict(self) -> dict:
+        """Size, labelled indices with their labels and cycles, and (only when there is one) the validation set."""
         labelled = self.labelled_indices()
-        return {
+        state: dict = {
             "size": len(self),
             "indices": labelled.tolist(),
             "labels": self.labels[labelled].tolist(),
             "cycle": self.cycle[labelled].tolist(),
         }
+        validation = self.validation_indices()
+        if len(validation):
+            state["validation"] = {
+                "indices": validation.tolist(),
+                "labels": self.validation_labels[validation].tolist(),
+            }
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Pool:
@@ -67,4 +104,7 @@ class Pool:
         indices = np.asarray(state["indices"], dtype=np.int64)
         pool.labels[indices] = np.asarray(state["labels"], dtype=np.int64)
         pool.cycle[indices] = np.asarray(state["cycle"], dtype=np.int64)
+        validation = state.get("validation")
+        if validation:
+            pool.set_validation(np.asarray(validation["indices"]), np.asarray(validation["labels"]))
         return pool

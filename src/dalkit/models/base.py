@@ -97,7 +97,8 @@ def model_input(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TrainDefaults:
-    """A model's default training schedule (SGD with momentum, step decay at `milestones`)."""
+    """A model's default training schedule (SGD with momentum unless `optimizer` says "adam", step decay at
+    `milestones`; `weight_decay_per_label` divides the weight decay by the number of labelled images)."""
 
     epochs: int
     lr: float
@@ -106,3 +107,5 @@ class TrainDefaults:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     gamma: float = 0.1
+    optimizer: str = "sgd"
+    weight_decay_per_label: bool = False

@@ -32,7 +32,8 @@ class ConsistentDropout:
     """Within the context, each dropout layer multiplies by mask `sample` of its own fixed set of masks.
 
     Dropout layers stay in eval mode (identity) and a forward hook applies the mask, so the rest of
-    the model (batch norm) is untouched. Masks are drawn on first use, one per (layer, sample).
+    the model (batch norm) is untouched. Masks are drawn on first use, one per (layer, sample): per element, or
+    per channel for `Dropout1d/2d/3d` (BatchBALD's model drops whole channels).
     """
 
     def __init__(self, model: nn.Module, generator: torch.Generator) -> None:
@@ -46,7 +47,10 @@ class ConsistentDropout:
         key = (layer, self.sample)
         if key not in self.masks:
             p = self.layers[layer].p
-            keep = torch.rand(like.shape[1:], generator=self.generator) >= p
+            shape = like.shape[1:]
+            if isinstance(self.layers[layer], nn.Dropout1d | nn.Dropout2d | nn.Dropout3d):
+                shape = (shape[0],) + (1,) * (len(shape) - 1)  # channel-wise, as the layer drops in training
+            keep = torch.rand(shape, generator=self.generator) >= p
             self.masks[key] = (keep.float() / (1 - p)).to(like.device)
         return self.masks[key]
 

@@ -1,0 +1,94 @@
+"""`dalkit compare --targets`: labels each seed needed to first reach a test accuracy, from hand-made run records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dalkit.cli import main
+from dalkit.compare import Comparison, check_targets, summarise, write_comparison
+from dalkit.errors import DalkitError
+from dalkit.loop import ExperimentConfig, ExperimentResult
+from dalkit.report import labels_to_reach
+
+
+def run(seed: int, accuracies: list[float], start: int = 20, step: int = 10) -> ExperimentResult:
+    records = [
+        {"cycle": c, "labelled": start + step * c, "accuracy": a, "class_counts": []} for c, a in enumerate(accuracies)
+    ]
+    return ExperimentResult(ExperimentConfig(seed=seed), records, None)
+
+
+def test_the_first_evaluation_at_or_above_the_target_counts():
+    labelled, accuracy = [20, 30, 40, 50], [0.85, 0.90, 0.89, 0.96]
+    assert labels_to_reach(labelled, accuracy, 90) == 30  # exactly 90% reaches 90%; a later dip does not matter
+    assert labels_to_reach(labelled, accuracy, 95) == 50
+    assert labels_to_reach(labelled, accuracy, 97) is None
+    assert labels_to_reach([0, 10], [None, 0.29], 29) == 10  # 0.29 * 100 is 28.999...: still reached; None skipped
+
+
+def comparison(tmp_path) -> Comparison:
+    targets = (90.0, 95.0)
+    summaries = [
+        summarise("batchbald", [run(0, [0.8, 0.9, 0.95, 0.97]), run(1, [0.85, 0.88, 0.91, 0.96])], targets),
+        summarise("bald", [run(0, [0.7, 0.8, 0.9, 0.93]), run(1, [0.7, 0.75, 0.85, 0.88])], targets),
+        summarise("random", [run(0, [0.6, 0.9, 0.92, 0.94]), run(1, [0.6, 0.7, 0.9, 0.94])], targets),
+    ]
+    return Comparison(summaries, tmp_path, targets)
+
+
+def test_mean_and_std_over_the_seeds_that_reached_it_and_how_many_did(tmp_path):
+    table = comparison(tmp_path).targets_table()
+    rows = {line.split()[0]: line for line in table.splitlines()[2:5]}
+    # batchbald: 90% at 30 and 40 labels, 95% at 40 and 50
+    assert "35.0 +- 5.0" in rows["batchbald"] and "45.0 +- 5.0" in rows["batchbald"]
+    # bald: 90% at 40 for seed 0 only; 95% never within 50 labels
+    assert "40.0 +- 0.0 (1/2)" in rows["bald"] and "> 50 (0/2)" in rows["bald"]
+    assert "35.0 +- 5.0" in rows["random"] and "> 50 (0/2)" in rows["random"]
+    assert table.splitlines()[0].split() == ["strategy", "90%", "95%"] and "(k/n)" in table
+
+
+def test_summary_files_hold_the_targets(tmp_path):
+    result = comparison(tmp_path)
+    write_comparison(result, ExperimentConfig())
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| strategy | 90% | 95% |" in markdown
+    assert "| batchbald | **35.0 +- 5.0** | **45.0 +- 5.0** |" in markdown  # ties broken by none: both 35.0 bold
+    assert "| random | **35.0 +- 5.0** | > 50 (0/2) |" in markdown
+    assert "| bald | 40.0 +- 0.0 (1/2) | > 50 (0/2) |" in markdown  # a mean over fewer seeds is never best
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["bald"]["labels_to_reach"]["90"] == {
+        "labels": [40, None],
+        "reached": 1,
+        "seeds": 2,
+        "mean": 40.0,
+        "std": 0.0,
+        "max_labels": 50,
+    }
+    assert "labels to reach a test accuracy" in (tmp_path / "summary.txt").read_text()
+
+
+def test_without_targets_the_summaries_are_unchanged(tmp_path):
+    result = Comparison([summarise("random", [run(0, [0.5, 0.6])])], tmp_path)
+    write_comparison(result, ExperimentConfig())
+    assert "labels_to_reach" not in json.loads((tmp_path / "summary.json").read_text())["random"]
+    assert "Labels to reach" not in (tmp_path / "summary.md").read_text()
+
+
+def test_targets_are_percentages():
+    assert check_targets([90, 95]) == (90.0, 95.0)
+    with pytest.raises(DalkitError, match="between 0 and 100"):
+        check_targets([0])
+    with pytest.raises(DalkitError, match="between 0 and 100"):
+        check_targets([150])
+
+
+def test_compare_prints_the_labels_to_reach_each_target(tmp_path, capsys):
+    fast = ["--epochs", "1", "--initial", "10", "--budget", "5", "--cycles", "2", "--no-progress", "--device", "cpu"]
+    args = ["compare", *fast, "--strategies", "random", "--seeds", "0", "--targets", "1,100", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "labels needed to first reach each test accuracy" in out
+    row = next(line for line in out.splitlines() if line.startswith("random") and "(0/1)" in line)
+    assert row.split()[1:] == ["10.0", "+-", "0.0", ">", "15", "(0/1)"]  # 1% at the first evaluation, 100% never
