@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dalkit.errors import DalkitError
 from dalkit.project.store import QUESTIONS_CSV
@@ -58,10 +59,20 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
     status.add_argument("directory")
     status.set_defaults(handler=command_status)
 
-    export = actions.add_parser("export", help="write every image's label and the model's prediction to a CSV")
+    export = actions.add_parser(
+        "export", help="write every image's label, the model's prediction and the strategy's score to a CSV"
+    )
     export.add_argument("directory")
     export.add_argument("--out", help="default: DIRECTORY/labels.csv")
     export.set_defaults(handler=command_export)
+
+    predict = actions.add_parser(
+        "predict", help="each image's class and confidence by the project's last model, as CSV"
+    )
+    predict.add_argument("directory")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (need not be in the project)")
+    predict.add_argument("--out", help="write the CSV here instead of to the terminal")
+    predict.set_defaults(handler=command_predict)
 
 
 def command_create(args: argparse.Namespace, model_options: dict, strategy_options: dict) -> None:
@@ -139,3 +150,26 @@ def open_project(directory: str):
     from dalkit.project.project import Project
 
     return Project.open(directory)
+
+
+def command_predict(args: argparse.Namespace) -> None:
+    import csv
+    import io
+    import sys
+
+    from dalkit.project.project import spreadsheet_cell, write_atomically
+
+    project = open_project(args.directory)
+    found = project.predict_files(args.images)
+    rows = [("image", "prediction", "confidence", "error")]
+    rows += [(f, c or "", "" if p is None else f"{p:.4f}", why or "") for f, c, p, why in found]
+    for *_, why in found:
+        if why is not None:
+            print(f"{why}; it is left without a prediction.", file=sys.stderr)
+    if args.out:
+        write_atomically(Path(args.out), rows)
+        print(f"{len(found)} prediction(s) written to {args.out}", file=sys.stderr)
+    else:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([spreadsheet_cell(c) for c in row] for row in rows)
+        sys.stdout.write(text.getvalue())

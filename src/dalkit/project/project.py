@@ -28,25 +28,18 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from dalkit.data import AugmentSpec, Pool
-from dalkit.data.augment import Normalizer
-from dalkit.data.base import channel_stats, images_from_nhwc
-from dalkit.data.folder import EXTENSIONS, PIL_MODES, read_image
-from dalkit.engine import Engine, EngineSpec
 from dalkit.errors import DalkitError
-from dalkit.features import predict
-from dalkit.models import model_entry
-from dalkit.models.base import model_input
-from dalkit.models.saved import load_classifier, save_classifier
 from dalkit.project.store import ASK_LOCK, DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
-from dalkit.runtime import inference_batch_size
-from dalkit.seeding import derive_seed, resolve_device
-from dalkit.strategies import create_strategy
-from dalkit.train import TrainConfig
+
+if TYPE_CHECKING:  # torch and the engine are imported where they are used: `status` and `export` need neither
+    import torch
+
+    from dalkit.data import Pool
+    from dalkit.engine import Engine
 
 
 @dataclass
@@ -67,6 +60,10 @@ class ProjectSettings:
     device: str = "auto"
 
     def validate(self) -> None:
+        from dalkit.data.folder import PIL_MODES
+        from dalkit.models import model_entry
+        from dalkit.strategies import create_strategy
+
         classes = [c.strip() for c in self.classes]
         if len(classes) < 2 or any(not c for c in classes) or len(set(classes)) != len(classes):
             raise DalkitError(
@@ -229,6 +226,9 @@ class Project:
 
     def read_images(self) -> ProjectImages:
         """Every registered image, read and resized; unreadable files are left out and listed, not fatal."""
+        from dalkit.data.base import images_from_nhwc
+        from dalkit.data.folder import PIL_MODES, read_image
+
         s, root = self.settings, Path(self.settings.images)
         ids, paths, arrays, unreadable = [], [], [], []
         for image_id, path in self.store.images():
@@ -255,6 +255,8 @@ class Project:
         label given since are refused, see `import_csv`). The round is committed in one transaction that leaves
         out every image labelled by then, e.g. on the web page while the model trained.
         """
+        from dalkit.seeding import derive_seed, resolve_device
+
         start = time.perf_counter()
         s = self.settings
         budget = check_budget(s.budget if budget is None else budget)
@@ -284,17 +286,18 @@ class Project:
             device = resolve_device(s.device)
             if pool.num_labelled:
                 log(f"round {round_number}: training {s.model} on {pool.num_labelled} labelled image(s)")
-                picks, scores, guesses = self.select(data, pool, budget, round_number, device, progress)
+                picks, scores, guesses, predictions = self.select(data, pool, budget, round_number, device, progress)
             else:
                 log(f"round {round_number}: nothing is labelled yet, so the first images are a random sample")
                 rng = np.random.default_rng(derive_seed(s.seed, round_number))
-                picks, scores, guesses = (
+                picks, scores, guesses, predictions = (
                     rng.choice(unlabelled, size=budget, replace=False),
                     [None] * budget,
                     [None] * budget,
+                    [],
                 )
             chosen = [(int(data.ids[i]), sc, g) for i, sc, g in zip(picks, scores, guesses)]
-            round_number, kept = self.store.add_questions(chosen)
+            round_number, kept = self.store.add_questions(chosen, predictions)
             if not kept:
                 raise DalkitError(
                     "every image dalkit chose was labelled while it was choosing; ask again for new ones."
@@ -338,6 +341,8 @@ class Project:
 
     def pool(self, data: ProjectImages) -> Pool:
         """A Pool over the readable images, labelled with the current labels (as class numbers)."""
+        from dalkit.data import Pool
+
         pool = Pool(len(data.ids))
         position = {image_id: k for k, image_id in enumerate(data.ids.tolist())}
         labelled = [(position[i], label) for i, label in self.store.current_labels().items() if i in position]
@@ -348,6 +353,13 @@ class Project:
 
     def engine(self, data: ProjectImages, device: torch.device, progress: bool) -> Engine:
         """The benchmark's engine, on the project's images: its model, strategy and a fresh-model schedule."""
+        from dalkit.data import AugmentSpec
+        from dalkit.data.augment import Normalizer
+        from dalkit.data.base import channel_stats
+        from dalkit.engine import Engine, EngineSpec
+        from dalkit.models import model_entry
+        from dalkit.train import TrainConfig
+
         s = self.settings
         return Engine(
             EngineSpec(
@@ -368,8 +380,14 @@ class Project:
 
     def select(
         self, data: ProjectImages, pool: Pool, budget: int, round_number: int, device: torch.device, progress: bool
-    ) -> tuple[np.ndarray, list[float | None], list[str | None]]:
-        """Train a fresh model on the labelled images, then let the strategy pick among the unlabelled ones."""
+    ) -> tuple[np.ndarray, list[float | None], list[str | None], list[tuple[int, str, float]]]:
+        """Train a fresh model on the labelled images, then let the strategy pick among the unlabelled ones.
+        Returns the picks, their scores and guesses, and (image id, class, probability) of every readable image
+        by this round's model (stored with the round, so `export` needs no model)."""
+        import torch
+
+        from dalkit.models.saved import save_classifier
+
         s = self.settings
         engine = self.engine(data, device, progress)
         model = engine.new_model(round_number)
@@ -389,7 +407,19 @@ class Project:
         probs = ctx.outputs("candidates").probs
         guesses = probs[torch.from_numpy(np.searchsorted(unlabelled, selection.indices))].argmax(1).tolist()
         scores = [None] * budget if selection.scores is None else [float(x) for x in selection.scores]
-        return selection.indices, scores, [s.classes[g] for g in guesses]
+        every = torch.empty(len(data.ids), probs.shape[1])
+        every[torch.from_numpy(unlabelled)] = probs.float().cpu()
+        labelled = pool.labelled_indices()
+        if len(labelled):
+            every[torch.from_numpy(labelled)] = class_probabilities(
+                model, engine.normalizer, data.pixels[labelled], device
+            )
+        confidence, predicted = every.max(1)
+        predictions = [
+            (int(i), s.classes[c], float(p))
+            for i, c, p in zip(data.ids.tolist(), predicted.tolist(), confidence.tolist())
+        ]
+        return selection.indices, scores, [s.classes[g] for g in guesses], predictions
 
     # -- reports --------------------------------------------------------------------------------------------
 
@@ -413,32 +443,97 @@ class Project:
 
     def predictions(self) -> dict[str, tuple[str, float]]:
         """Image path -> (class, probability) by the last round's model, for every readable image ({} before
-        the first trained round)."""
+        the first trained round). Runs the model; `stored_predictions` reads what the round stored."""
         if not (self.directory / MODEL_FILE).is_file():
             return {}
+        data = self.read_images()
+        return dict(zip(data.paths, self.predict_pixels(data.pixels)))
+
+    def predict_pixels(self, pixels: torch.Tensor) -> list[tuple[str, float]]:
+        """(class, probability) of each image of a uint8 (N, C, H, W) tensor, by the project's last model."""
+        from dalkit.models.saved import load_classifier
+        from dalkit.seeding import resolve_device
+
         device = resolve_device(self.settings.device)
         saved = load_classifier(self.directory / MODEL_FILE, device)
-        data = self.read_images()
-        size = inference_batch_size(device)
-        batches = (
-            model_input(saved.normalizer(data.pixels[k : k + size].to(device))) for k in range(0, len(data.ids), size)
-        )
-        confidence, predicted = predict(saved.model, batches, device).probs.max(1)
-        return {
-            path: (self.settings.classes[c], p)
-            for path, c, p in zip(data.paths, predicted.tolist(), confidence.tolist())
-        }
+        confidence, predicted = class_probabilities(saved.model, saved.normalizer, pixels, device).max(1)
+        return [(self.settings.classes[c], p) for c, p in zip(predicted.tolist(), confidence.tolist())]
 
-    def export_csv(self, path: str | Path) -> Path:
-        """Every image: its label if it has one, and the last round's model's prediction and probability."""
-        labels, predicted = self.labels(), self.predictions()
-        rows = [("image", "label", "prediction", "probability")]
+    def predict_files(self, files: Sequence[str | Path]) -> list[tuple[str, str | None, float | None, str | None]]:
+        """(file, class, probability, None) for each image file by the project's last model, or (file, None,
+        None, why) for one that could not be read. One sentence if the project has no model yet."""
+        from dalkit.data.base import images_from_nhwc
+        from dalkit.data.folder import PIL_MODES, read_image
+
+        if not (self.directory / MODEL_FILE).is_file():
+            raise DalkitError(
+                f"{self.directory} has no model yet: label some images, then `dalkit project ask "
+                f"{self.directory}` trains one."
+            )
+        s = self.settings
+        arrays, readable, rows = [], [], {}
+        for k, file in enumerate(files):
+            try:
+                if not Path(file).is_file():
+                    raise DalkitError(f"image {file} is not a file")
+                arrays.append(read_image(Path(file), s.image_size, PIL_MODES[s.channels]))
+                readable.append(k)
+            except DalkitError as error:
+                rows[k] = (str(file), None, None, str(error).split(";")[0])
+        if arrays:
+            pixels = np.stack(arrays).reshape(len(arrays), s.image_size, s.image_size, s.channels)
+            for k, (name, p) in zip(readable, self.predict_pixels(images_from_nhwc(pixels))):
+                rows[k] = (str(files[k]), name, p, None)
+        return [rows[k] for k in range(len(files))]
+
+    def stored_predictions(self) -> dict[str, tuple[str, float]]:
+        """Image path -> (class, probability) as the last trained round's model predicted it when it asked
+        ({} before the first trained round); no model is run, so no torch is needed."""
+        paths = dict(self.store.images())
+        return {paths[i]: (guess, p) for i, (guess, p) in self.store.latest_predictions().items()}
+
+    def export_rows(self) -> list[tuple]:
+        """Every image: its label, the last trained round's prediction and probability, and the latest score
+        the strategy gave it when it was asked (with that round)."""
+        labels, predicted = self.labels(), self.stored_predictions()
+        paths = dict(self.store.images())
+        asked = {paths[i]: (number, score) for i, number, score in self.store.latest_scores()}
+        rows = []
         for _, image in self.store.images():
             guess, probability = predicted.get(image, ("", None))
-            rows.append((image, labels.get(image, ""), guess, "" if probability is None else f"{probability:.4f}"))
+            number, score = asked.get(image, (None, None))
+            rows.append((image, labels.get(image, ""), guess, probability, score, number))
+        return rows
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Every image: its label if it has one, the last trained round's prediction and probability (stored
+        when it asked), and the strategy's latest score for it and in which round."""
+        rows = [("image", "label", "prediction", "probability", "score", "round")]
+        for image, label, guess, probability, score, number in self.export_rows():
+            rows.append(
+                (
+                    image,
+                    label,
+                    guess,
+                    "" if probability is None else f"{probability:.4f}",
+                    "" if score is None else f"{score:.6g}",
+                    "" if number is None else number,
+                )
+            )
         path = Path(path)
         write_atomically(path, rows)
         return path
+
+
+def class_probabilities(model, normalizer, pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The model's class probabilities (on the CPU) for a uint8 (N, C, H, W) tensor, in inference batches."""
+    from dalkit.features import predict
+    from dalkit.models.base import model_input
+    from dalkit.runtime import inference_batch_size
+
+    size = inference_batch_size(device)
+    batches = (model_input(normalizer(pixels[k : k + size].to(device))) for k in range(0, len(pixels), size))
+    return predict(model, batches, device).probs.float().cpu()
 
 
 def check_budget(budget: object) -> int:
@@ -481,6 +576,8 @@ def inside(root: Path, path: Path) -> Path | None:
 def project_image_files(root: Path) -> list[Path]:
     """The image files a project registers: regular files inside `root` (a link is kept only if it resolves
     to one; linked folders are not entered), skipping hidden entries, in a fixed order."""
+    from dalkit.data.folder import EXTENSIONS
+
     root = root.resolve()
     found = []
     for parent, dirs, names in os.walk(root):

@@ -16,6 +16,8 @@ Tables:
   a correction adds a row, so the history of every image is kept.
 - `questions(round, image_id, rank, score, guess, asked_at)`: what dalkit asked in each round, with the
   model's guess, so a later label can be compared with the guess made before it was known.
+- `predictions(round, image_id, guess, probability)`: every readable image's class by the model a round trained,
+  stored when it asked, so `status` and `export` read them without loading the model (or torch).
 - `web_requests(labeller, seq, image_id, label, round, answered_at)`: each label request of the web page, by
   the page's labeller id and its sequence number, so a retried request is recorded once.
 """
@@ -64,6 +66,13 @@ CREATE TABLE IF NOT EXISTS web_requests (
     round INTEGER NOT NULL,
     answered_at TEXT NOT NULL,
     PRIMARY KEY (labeller, seq)
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    round INTEGER NOT NULL,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    guess TEXT NOT NULL,
+    probability REAL NOT NULL,
+    PRIMARY KEY (round, image_id)
 );
 CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 """
@@ -222,11 +231,14 @@ class LabelStore:
         return self.db.execute("SELECT COALESCE(MAX(round), 0) FROM questions").fetchone()[0]
 
     def add_questions(
-        self, rows: Sequence[tuple[int, float | None, str | None]]
+        self,
+        rows: Sequence[tuple[int, float | None, str | None]],
+        predictions: Sequence[tuple[int, str, float]] = (),
     ) -> tuple[int, list[tuple[int, float | None, str | None]]]:
         """Record a new round: (image id, score, guess) in the order asked, leaving out every image that is
-        labelled by the moment the round is committed. Returns the round number and the rows kept (none are
-        recorded, and the round number is not used, when no row is left)."""
+        labelled by the moment the round is committed, and the (image id, class, probability) predictions of the
+        model it trained. Returns the round number and the rows kept (none are recorded, and the round number is
+        not used, when no row is left)."""
         with self.transaction() as db:
             round_number, stamp = self.last_round() + 1, now()
             labelled = {image_id for image_id, _, _ in db.execute(LATEST_LABELS)}
@@ -235,9 +247,29 @@ class LabelStore:
                 "INSERT INTO questions VALUES (?, ?, ?, ?, ?, ?)",
                 [(round_number, i, rank, score, guess, stamp) for rank, (i, score, guess) in enumerate(kept)],
             )
+            if kept:
+                db.executemany(
+                    "INSERT INTO predictions VALUES (?, ?, ?, ?)",
+                    [(round_number, i, guess, probability) for i, guess, probability in predictions],
+                )
         return round_number, kept
 
     def questions(self, round_number: int) -> list[tuple[int, float | None, str | None]]:
         """(image id, score, guess) of one round, in the order asked."""
         query = "SELECT image_id, score, guess FROM questions WHERE round = ? ORDER BY rank"
         return self.db.execute(query, (round_number,)).fetchall()
+
+    def latest_predictions(self) -> dict[int, tuple[str, float]]:
+        """Image id -> (class, probability) by the latest round that stored predictions ({} if none did)."""
+        query = (
+            "SELECT image_id, guess, probability FROM predictions WHERE round = (SELECT MAX(round) FROM predictions)"
+        )
+        return {i: (guess, p) for i, guess, p in self.db.execute(query)}
+
+    def latest_scores(self) -> list[tuple[int, int, float | None]]:
+        """(image id, round, score) of the latest round that asked about each image ever asked."""
+        query = (
+            "SELECT image_id, round, score FROM questions WHERE (image_id, round) IN "
+            "(SELECT image_id, MAX(round) FROM questions GROUP BY image_id)"
+        )
+        return self.db.execute(query).fetchall()
