@@ -96,3 +96,122 @@ def test_predict_without_a_model_is_one_sentence(folder, tmp_path, capsys):
     assert main(["project", "predict", str(project.directory), str(folder / "dark00.png")]) == 2
     error = capsys.readouterr().err.strip()
     assert "no model yet" in error and len(error.splitlines()) == 1
+
+
+# -- Label Studio -------------------------------------------------------------------------------------------
+
+
+def annotated(task: dict, label: str, **extra) -> dict:
+    """A task as Label Studio exports it once a person chose `label`."""
+    result = {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}
+    annotation = {"id": 1, "result": [result], "was_cancelled": False, "updated_at": "2026-01-01T10:00:00Z", **extra}
+    return {**task, "id": 7, "annotations": [annotation]}
+
+
+def test_label_studio_tasks_carry_the_image_the_guess_and_the_score(trained, folder, capsys):
+    project, first, second = trained
+    out = project.directory / "tasks.json"
+    assert main(["project", "export", str(project.directory), "--format", "label-studio", "--out", str(out)]) == 0
+    assert "Label Studio tasks" in capsys.readouterr().out
+    tasks = json.loads(out.read_text())
+    assert len(tasks) == 66
+    by_image = {task["data"]["dalkit_image"]: task for task in tasks}
+    task = by_image[second.paths[0]]
+    assert task["data"]["image"] == "/data/local-files/?d=" + second.paths[0]  # relative to the image folder
+    assert task["data"]["dalkit_round"] == 2 and isinstance(task["data"]["dalkit_score"], float)
+    (prediction,) = task["predictions"]
+    (result,) = prediction["result"]
+    assert result["type"] == "choices" and result["value"]["choices"][0] in ("night", "day")
+    assert result["from_name"] == "label" and result["to_name"] == "image" and 0.5 <= prediction["score"] <= 1
+    assert by_image[first.paths[0]]["data"]["dalkit_label"] == truth(first.paths[0])
+    config = (project.directory / "label-studio-config.xml").read_text()
+    assert '<Choice value="night"/>' in config and 'name="image"' in config and 'name="label"' in config
+
+    root = folder.parent
+    assert (
+        main(["project", "export", str(project.directory), "--format", "label-studio", "--document-root", str(root)])
+        == 0
+    )
+    tasks = json.loads((project.directory / "label-studio.json").read_text())
+    assert all(task["data"]["image"] == f"/data/local-files/?d=photos/{task['data']['dalkit_image']}" for task in tasks)
+
+
+def test_a_label_studio_export_is_imported_by_dalkit_image_or_file_name(trained, tmp_path, capsys):
+    project, first, second = trained
+    assert main(["project", "export", str(project.directory), "--format", "label-studio"]) == 0
+    tasks = {t["data"]["dalkit_image"]: t for t in json.loads((project.directory / "label-studio.json").read_text())}
+    a, b, c, d = second.paths[:4]
+    exported = [
+        annotated(tasks[a], truth(a)),
+        {**annotated(tasks[b], truth(b)), "data": {"image": f"/data/upload/3/1a2b3c4d-{Path(b).name}"}},
+        annotated(tasks[c], "night", was_cancelled=True),  # skipped in Label Studio: no label
+        tasks[d],  # not annotated
+    ]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(exported))
+    capsys.readouterr()
+    assert main(["project", "import", str(project.directory), str(path)]) == 0
+    assert "2 label(s) recorded" in capsys.readouterr().out
+    labels = project.labels()
+    assert labels[a] == truth(a) and labels[b] == truth(b) and c not in labels and d not in labels
+    (image_id,) = [i for i, p in project.store.images() if p == a]
+    assert project.store.label_history(image_id)[-1][1] == "label-studio:export.json"
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda tasks: [annotated(tasks[0], "dusk")], "'dusk'"),
+        (lambda tasks: [annotated({"data": {"image": "/data/upload/1/nope.png"}}, "day")], "nope.png"),
+        (lambda tasks: {"tasks": tasks}, "not Label Studio's JSON export"),
+        (
+            lambda tasks: [
+                {
+                    **annotated(tasks[0], "day"),
+                    "annotations": [
+                        {
+                            "result": [{"type": "choices", "value": {"choices": ["day", "night"]}}],
+                            "was_cancelled": False,
+                        }
+                    ],
+                }
+            ],
+            "one class",
+        ),
+        (lambda tasks: [annotated(tasks[0], "day"), annotated(tasks[0], "night")], "earlier task"),
+    ],
+)
+def test_a_broken_label_studio_export_is_one_sentence_and_records_nothing(trained, tmp_path, change, words):
+    project, _, _ = trained
+    before = project.labels()
+    tasks = [{"data": {"image": f"/data/local-files/?d={p}", "dalkit_image": p}} for _, p in project.store.images()]
+    tasks = [t for t in tasks if t["data"]["dalkit_image"] not in before]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(change(tasks)))
+    good = annotated(tasks[1], "day")
+    if isinstance(change(tasks), list):  # a good task first: nothing of it is kept either
+        path.write_text(json.dumps([good, *change(tasks)]))
+    from dalkit.errors import DalkitError
+
+    with pytest.raises(DalkitError, match=words) as error:
+        project.import_label_studio(path)
+    assert len(str(error.value).splitlines()) == 1 and project.labels() == before
+    path.write_text("[{")
+    with pytest.raises(DalkitError, match="not a readable JSON"):
+        project.import_label_studio(path)
+
+
+def test_a_stale_label_studio_export_never_overrides_a_newer_label(trained, tmp_path, capsys):
+    project, _, second = trained
+    a, b = second.paths[:2]
+    path = tmp_path / "export.json"
+    tasks = [{"data": {"image": f"/data/local-files/?d={p}", "dalkit_image": p}} for p in (a, b)]
+    path.write_text(json.dumps([annotated(tasks[0], truth(a)), annotated(tasks[1], truth(b))]))
+    saved = path.stat().st_mtime
+    os.utime(path, (saved - 60, saved - 60))
+    wrong = "day" if truth(a) == "night" else "night"
+    project.record_labels([(a, wrong)], source="web")
+    assert project.import_label_studio(path) == 1
+    assert project.labels()[a] == wrong and project.labels()[b] == truth(b)
+    said = capsys.readouterr().out.strip()
+    assert len(said.splitlines()) == 1 and a in said and "task(s)" in said

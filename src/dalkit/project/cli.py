@@ -40,9 +40,15 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
     ask.add_argument("--budget", type=int, help="images to ask for; default: the project's")
     ask.set_defaults(handler=command_ask)
 
-    label = actions.add_parser("import", help="record the labels of a filled-in CSV (columns image, label)")
+    label = actions.add_parser(
+        "import", help="record the labels of a filled-in CSV (columns image, label) or of Label Studio's JSON export"
+    )
     label.add_argument("directory")
-    label.add_argument("csv", help=f"the CSV, e.g. the project's {QUESTIONS_CSV} once filled in")
+    label.add_argument(
+        "csv",
+        metavar="FILE",
+        help=f"a CSV (e.g. the project's {QUESTIONS_CSV} filled in), or a .json Label Studio export",
+    )
     label.set_defaults(handler=command_import)
 
     serve = actions.add_parser("serve", help="label in a web page: the asked images with one button per class")
@@ -63,7 +69,17 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
         "export", help="write every image's label, the model's prediction and the strategy's score to a CSV"
     )
     export.add_argument("directory")
-    export.add_argument("--out", help="default: DIRECTORY/labels.csv")
+    export.add_argument("--out", help="default: DIRECTORY/labels.csv (DIRECTORY/label-studio.json)")
+    export.add_argument(
+        "--format",
+        choices=("csv", "label-studio"),
+        default="csv",
+        help="csv (default) or label-studio: tasks JSON with the model's guess and dalkit's score",
+    )
+    export.add_argument(
+        "--document-root",
+        help="label-studio: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the image folder)",
+    )
     export.set_defaults(handler=command_export)
 
     predict = actions.add_parser(
@@ -110,7 +126,10 @@ def command_ask(args: argparse.Namespace) -> None:
 
 def command_import(args: argparse.Namespace) -> None:
     project = open_project(args.directory)
-    changed = project.import_csv(args.csv)  # rows older than a label given since are named, not imported
+    if args.csv.lower().endswith(".json"):
+        changed = project.import_label_studio(args.csv)  # tasks older than a label given since are named
+    else:
+        changed = project.import_csv(args.csv)  # rows older than a label given since are named, not imported
     print(f"{changed} label(s) recorded; {sum(project.class_counts().values())} images are labelled.")
 
 
@@ -142,6 +161,17 @@ def command_status(args: argparse.Namespace) -> None:
 
 def command_export(args: argparse.Namespace) -> None:
     project = open_project(args.directory)
+    if args.format == "label-studio":
+        from dalkit.project.labelstudio import CONFIG_FILE, export
+
+        root = None if args.document_root is None else Path(args.document_root)
+        path = export(project, Path(args.out or project.directory / "label-studio.json"), root)
+        print(
+            f"{len(project.store.images())} Label Studio tasks written to {path}, with the labelling configuration "
+            f"in {path.with_name(CONFIG_FILE)}; serve the images with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+            f"and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root or project.settings.images}."
+        )
+        return
     path = project.export_csv(args.out or project.directory / "labels.csv")
     print(f"{len(project.store.images())} images ({sum(project.class_counts().values())} labelled) written to {path}")
 

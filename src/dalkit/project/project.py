@@ -192,13 +192,26 @@ class Project:
         image got another label after the file was last saved is refused, and `log` says which in one sentence.
         Returns how many labels were recorded."""
         path = Path(path)
-        pairs = read_label_csv(path)
+        return self.import_pairs(path, read_label_csv(path), f"csv:{path.name}", "row(s)", log)
+
+    def import_label_studio(self, path: str | Path, log: Callable[[str], None] = print) -> int:
+        """Labels from Label Studio's JSON export (see `labelstudio`), with `import_csv`'s rules: all-or-nothing,
+        and a task whose image got another label after the file was saved is refused and named."""
+        from dalkit.project.labelstudio import read_export
+
+        path = Path(path)
+        pairs = read_export(path, [image for _, image in self.store.images()])
+        return self.import_pairs(path, pairs, f"label-studio:{path.name}", "task(s)", log)
+
+    def import_pairs(
+        self, path: Path, pairs: list[tuple[str, str]], source: str, what: str, log: Callable[[str], None]
+    ) -> int:
         saved_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        changed, refused = self.record_file_labels(pairs, f"csv:{path.name}", saved_at)
+        changed, refused = self.record_file_labels(pairs, source, saved_at)
         if refused:
             shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
             log(
-                f"{len(refused)} row(s) of {path} were not imported because their image got another label after "
+                f"{len(refused)} {what} of {path} were not imported because their image got another label after "
                 f"the file was last saved ({saved_at.astimezone():%Y-%m-%d %H:%M:%S}): {shown}; the newer label "
                 "is kept (change it in the file, save it and import it again if the file is right)."
             )
