@@ -215,3 +215,118 @@ def test_a_stale_label_studio_export_never_overrides_a_newer_label(trained, tmp_
     assert project.labels()[a] == wrong and project.labels()[b] == truth(b)
     said = capsys.readouterr().out.strip()
     assert len(said.splitlines()) == 1 and a in said and "task(s)" in said
+
+
+# -- the page: keys, skip / unsure, undo, progress, the labeller's name -------------------------------------
+
+
+@pytest.fixture
+def page_client(folder, tmp_path):
+    from test_project_safety import QUIET as quiet
+    from test_project_web import csrf, make_client
+
+    project = Project.create(tmp_path / "p", folder, ["night", "day"], **SETTINGS)
+    asked = project.ask(**quiet)
+    client = make_client(project)
+    return project, asked, client, csrf(client)
+
+
+def post_answer(client, headers, image, seq, **fields):
+    body = {"image": image, "round": 1, "labeller": "page1", "seq": seq, **fields}
+    return client.post("/label", json=body, headers=headers)
+
+
+def history(project, path):
+    (image_id,) = [i for i, p in project.store.images() if p == path]
+    return [(label, source) for label, source, _ in project.store.label_history(image_id)]
+
+
+def test_the_page_has_a_key_for_each_of_36_classes_and_hints_on_its_buttons(folder, tmp_path):
+    from test_project_web import make_client
+
+    classes = [f"c{k:02d}" for k in range(37)]
+    project = Project.create(tmp_path / "p", folder, classes, **SETTINGS)
+    project.ask(**QUIET)
+    page = make_client(project).get("/").text
+    assert "<kbd>1</kbd> c00" in page and "<kbd>9</kbd> c08" in page and "<kbd>0</kbd> c09" in page
+    assert "<kbd>a</kbd> c10" in page and "<kbd>z</kbd> c35" in page
+    assert '<button data-label="c36" class="">c36</button>' in page  # the 37th class has a button, no key
+    assert "1234567890abcdefghijklmnopqrstuvwxyz" in page
+    assert "<kbd>space</kbd> skip" in page and "<kbd>?</kbd> unsure" in page and "undo" in page
+    assert 'id="progress"' in page and "answered" in page
+    assert "localStorage" in page and "name" in page  # the labeller's name, asked once per browser
+
+
+def test_skip_and_unsure_are_recorded_as_answers_not_labels(page_client):
+    project, asked, client, headers = page_client
+    a, b, c = asked.paths[:3]
+    assert post_answer(client, headers, a, 1, answer="skip", name="Ada").status_code == 200
+    reply = post_answer(client, headers, b, 2, answer="unsure", name="Ada")
+    assert reply.status_code == 200 and sum(reply.json()["labelled"].values()) == 0
+    assert project.labels() == {} and sum(project.class_counts().values()) == 0
+    ids = {p: i for i, p in project.store.images()}
+    assert project.store.set_aside(1) == {ids[a]: "skip", ids[b]: "unsure"}
+    assert project.rounds()[0]["labelled"] == 0
+    page = client.get("/").text  # set aside for this round: shown as answered, after the open ones
+    card = page[page.index(f'data-image="{a}"') - 20 :]
+    assert 'class="card done"' in card[:40] and 'data-answer="skip"' in card[:200]
+    assert page.index(f'data-image="{c}"') < page.index(f'data-image="{a}"')
+    # a label given later takes the answer back
+    assert post_answer(client, headers, b, 3, label=truth(b), name="Ada").status_code == 200
+    assert project.store.set_aside(1) == {ids[a]: "skip"} and project.labels() == {b: truth(b)}
+    assert is_refused(post_answer(client, headers, c, 4, answer="maybe"))
+
+
+def is_refused(response) -> bool:
+    return response.status_code == 400 and "error" in response.json()
+
+
+def test_undo_records_the_previous_state_as_a_new_row_with_the_labellers_name(page_client):
+    project, asked, client, headers = page_client
+    a, b = asked.paths[:2]
+    assert post_answer(client, headers, a, 1, label="night", name="Ada").status_code == 200
+    assert post_answer(client, headers, a, 2, answer="none", name="Ada").status_code == 200  # undo: unlabelled
+    assert project.labels() == {} and history(project, a) == [("night", "web:Ada"), ("", "web:Ada")]
+    assert post_answer(client, headers, b, 3, label="night", name="Ada").status_code == 200
+    assert post_answer(client, headers, b, 4, label="day", name="Ada").status_code == 200
+    assert post_answer(client, headers, b, 5, label="night", name="Ada").status_code == 200  # undo of the change
+    assert [label for label, _ in history(project, b)] == ["night", "day", "night"]
+    retried = post_answer(client, headers, a, 2, answer="none", name="Ada")  # the undo, retried: recorded once
+    assert retried.json()["duplicate"] is True and len(history(project, a)) == 2
+    # an undo of a skip takes the answer back; the image is open again in this round
+    assert post_answer(client, headers, a, 6, answer="skip").status_code == 200
+    assert post_answer(client, headers, a, 7, answer="none").status_code == 200
+    assert project.store.set_aside(1) == {}
+    # a skip of a labelled image (an undo back to "skipped") takes its label back
+    assert post_answer(client, headers, b, 8, answer="skip").status_code == 200
+    assert b not in project.labels() and history(project, b)[-1] == ("", "web")
+    # an undone label leaves the image unlabelled for the next round too
+    assert a not in project.labels() and len(project.store.current_labels()) == 0
+    long_name = post_answer(client, headers, a, 9, label="night", name="x" * 65)
+    assert is_refused(long_name)
+
+
+def test_a_csv_saved_before_an_undo_does_not_bring_the_label_back(page_client, tmp_path):
+    project, asked, client, headers = page_client
+    a = asked.paths[0]
+    stale = tmp_path / "old.csv"
+    stale.write_text(f"image,label\n{a},night\n")
+    saved = stale.stat().st_mtime
+    os.utime(stale, (saved - 60, saved - 60))
+    assert post_answer(client, headers, a, 1, label="night").status_code == 200
+    assert post_answer(client, headers, a, 2, answer="none").status_code == 200
+    assert project.import_csv(stale, log=lambda _: None) == 0 and project.labels() == {}
+
+
+def test_the_pages_script_is_valid_javascript(page_client, tmp_path):
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    _, _, client, _ = page_client
+    page = client.get("/").text
+    script = page[page.index("<script>") + len("<script>") : page.index("</script>")]
+    (tmp_path / "page.js").write_text(script)
+    done = subprocess.run([node, "--check", str(tmp_path / "page.js")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -217,18 +217,25 @@ class Project:
             )
         return changed
 
-    def record_web_label(self, image: str, round_number: int, label: str, labeller: str, seq: int) -> str:
-        """One label from the web page, for an image of round `round_number`, as request `seq` of `labeller`;
-        returns what `LabelStore.add_web_label` found (a retried request is recorded once)."""
+    def record_web_label(
+        self, image: str, round_number: int, label: str, labeller: str, seq: int, answer: str = "label", name: str = ""
+    ) -> str:
+        """One answer from the web page, for an image of round `round_number`, as request `seq` of `labeller`
+        (`answer`: a class `label`, `skip`, `unsure` or `none`; `name`: the person's); returns what
+        `LabelStore.add_web_label` found (a retried request is recorded once)."""
+        from dalkit.project.store import WEB_ANSWERS
+
         image_id = self.store.image_id(image)
         if image_id is None:
             raise DalkitError(f"image {image!r} is not in this project; reload the page.")
-        if label not in self.settings.classes:
+        if answer not in WEB_ANSWERS:
+            raise DalkitError(f"answer {answer!r} (for {image}) is not one of {', '.join(WEB_ANSWERS)}.")
+        if answer == "label" and label not in self.settings.classes:
             raise DalkitError(
                 f"{label!r} (for {image}) is not a class of this project; use one of: "
                 f"{', '.join(self.settings.classes)}."
             )
-        return self.store.add_web_label(labeller, seq, image_id, label, round_number)
+        return self.store.add_web_label(labeller, seq, image_id, label, round_number, answer, name)
 
     def labels(self) -> dict[str, str]:
         """Image path -> its current label."""

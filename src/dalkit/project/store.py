@@ -13,11 +13,15 @@ Tables:
 - `meta(key, value)`: the project's settings and classes, as JSON.
 - `images(id, path)`: the project's images, by path relative to the image folder; ids never change.
 - `labels(id, image_id, label, source, given_at)`: append-only. An image's label is its latest row;
-  a correction adds a row, so the history of every image is kept.
+  a correction adds a row, so the history of every image is kept. An empty label is a label taken back (the
+  page's undo): the image is unlabelled again. `source` names the web page's labeller (`web:NAME`).
 - `questions(round, image_id, rank, score, guess, asked_at)`: what dalkit asked in each round, with the
   model's guess, so a later label can be compared with the guess made before it was known.
 - `predictions(round, image_id, guess, probability)`: every readable image's class by the model a round trained,
   stored when it asked, so `status` and `export` read them without loading the model (or torch).
+- `answers(id, image_id, round, answer, name, given_at)`: append-only, the page's answers that are not a label:
+  `skip` or `unsure` sets the image aside for that round (not asked again in it, not counted as a label); an
+  empty answer takes that back (undo, or a label given since). An image's answer in a round is its latest row.
 - `web_requests(labeller, seq, image_id, label, round, answered_at)`: each label request of the web page, by
   the page's labeller id and its sequence number, so a retried request is recorded once.
 """
@@ -74,6 +78,14 @@ CREATE TABLE IF NOT EXISTS predictions (
     probability REAL NOT NULL,
     PRIMARY KEY (round, image_id)
 );
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    round INTEGER NOT NULL,
+    answer TEXT NOT NULL,
+    name TEXT NOT NULL,
+    given_at TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 """
 
@@ -82,9 +94,15 @@ CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 # was not asked in the round the request names.
 RECORDED, UNCHANGED, DUPLICATE, SUPERSEDED, NOT_IN_ROUND = "recorded", "unchanged", "duplicate", "superseded", "round"
 
-LATEST_LABELS = (
-    "SELECT image_id, label, given_at FROM labels WHERE id IN (SELECT MAX(id) FROM labels GROUP BY image_id)"
+# Each image's latest label row, a taken-back (empty) label included; LATEST_LABELS: only the real labels.
+LATEST_ROWS = "SELECT image_id, label, given_at FROM labels WHERE id IN (SELECT MAX(id) FROM labels GROUP BY image_id)"
+LATEST_LABELS = LATEST_ROWS + " AND label != ''"
+LATEST_ANSWERS = (
+    "SELECT image_id, answer FROM answers WHERE id IN "
+    "(SELECT MAX(id) FROM answers WHERE round = ? GROUP BY image_id) AND answer != ''"
 )
+# What a page's request sets an image to: a class (`label`), set aside (`skip`, `unsure`), or nothing (`none`).
+WEB_ANSWERS = ("label", "skip", "unsure", "none")
 
 
 def now() -> str:
@@ -175,7 +193,7 @@ class LabelStore:
         recorded, the refused image ids)."""
         stamp, changed, refused = now(), [], []
         with self.transaction() as db:
-            current = {i: (label, given) for i, label, given in db.execute(LATEST_LABELS)}
+            current = {i: (label, given) for i, label, given in db.execute(LATEST_ROWS)}
             for image_id, label in pairs:
                 label_now, given_at = current.get(image_id, (None, None))
                 if label_now == label:
@@ -187,9 +205,23 @@ class LabelStore:
             db.executemany("INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)", changed)
         return len(changed), refused
 
-    def add_web_label(self, labeller: str, seq: int, image_id: int, label: str, round_number: int) -> str:
-        """One label from the web page, checked and recorded in one transaction; returns what happened (RECORDED,
-        UNCHANGED, DUPLICATE, SUPERSEDED or NOT_IN_ROUND: see above). Only NOT_IN_ROUND leaves no trace."""
+    def add_web_label(
+        self,
+        labeller: str,
+        seq: int,
+        image_id: int,
+        label: str,
+        round_number: int,
+        answer: str = "label",
+        name: str = "",
+    ) -> str:
+        """One answer from the web page, checked and recorded in one transaction; returns what happened (RECORDED,
+        UNCHANGED, DUPLICATE, SUPERSEDED or NOT_IN_ROUND: see above). Only NOT_IN_ROUND leaves no trace.
+
+        `answer` says what the request sets the image to (see WEB_ANSWERS): the class `label`; `skip` or `unsure`
+        (set aside for this round, its label, if any, taken back); or `none` (no label and no answer: the
+        page's undo of the first answer). Each change is a new row, so the history is kept; `name` is the
+        person's name the page asked for, recorded with it."""
         with self.transaction() as db:
             asked = db.execute("SELECT 1 FROM questions WHERE round = ? AND image_id = ?", (round_number, image_id))
             if asked.fetchone() is None:
@@ -200,22 +232,40 @@ class LabelStore:
             stamp = now()
             db.execute(
                 "INSERT INTO web_requests VALUES (?, ?, ?, ?, ?, ?)",
-                (labeller, seq, image_id, label, round_number, stamp),
+                (labeller, seq, image_id, label if answer == "label" else f"<{answer}>", round_number, stamp),
             )
             later = db.execute(
                 "SELECT 1 FROM web_requests WHERE labeller = ? AND image_id = ? AND seq > ?", (labeller, image_id, seq)
             )
             if later.fetchone() is not None:
                 return SUPERSEDED
-            current = db.execute("SELECT label FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,))
-            row = current.fetchone()
-            if row is not None and row[0] == label:
-                return UNCHANGED
-            db.execute(
-                "INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)",
-                (image_id, label, "web", stamp),
+            row = db.execute("SELECT label FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,))
+            label_now = (row.fetchone() or ("",))[0]
+            row = db.execute(
+                "SELECT answer FROM answers WHERE image_id = ? AND round = ? ORDER BY id DESC LIMIT 1",
+                (image_id, round_number),
             )
+            answer_now = (row.fetchone() or ("",))[0]
+            wanted_label = label if answer == "label" else ""
+            wanted_answer = answer if answer in ("skip", "unsure") else ""
+            if (label_now, answer_now) == (wanted_label, wanted_answer):
+                return UNCHANGED
+            source = f"web:{name}" if name else "web"
+            if label_now != wanted_label:
+                db.execute(
+                    "INSERT INTO labels(image_id, label, source, given_at) VALUES (?, ?, ?, ?)",
+                    (image_id, wanted_label, source, stamp),
+                )
+            if answer_now != wanted_answer:
+                db.execute(
+                    "INSERT INTO answers(image_id, round, answer, name, given_at) VALUES (?, ?, ?, ?, ?)",
+                    (image_id, round_number, wanted_answer, name, stamp),
+                )
             return RECORDED
+
+    def set_aside(self, round_number: int) -> dict[int, str]:
+        """Image id -> `skip` or `unsure`, for the images of a round that the page set aside (not labels)."""
+        return dict(self.db.execute(LATEST_ANSWERS, (round_number,)).fetchall())
 
     def current_labels(self) -> dict[int, str]:
         """Each labelled image's latest label."""

@@ -1,9 +1,13 @@
 """The labelling page: `dalkit project serve DIR` shows the images dalkit asks about, one button per class.
 
-A click (or a number key, for the highlighted image) stores the label through the same SQLite store as a CSV
-import, so closing the page loses nothing. The page moves on at the key press and sends its labels in order,
-each naming the image, the round it was shown in, the page's labeller id and a sequence number: the server
-refuses (409) a label for an image that round did not ask about, and records a retried request once.
+A click (or a key, for the highlighted image: 1-9, 0, a-z for up to 36 classes; space skips, ? is "unsure",
+Backspace undoes the last answer) stores the answer through the same SQLite store as a CSV import, so closing
+the page loses nothing. Skip and unsure are answers, not labels (the store's `answers`); an undo sends the
+image's previous state as a new request. The labeller's name, asked once and kept in the browser's
+localStorage, goes with every answer and is recorded with each label. The page moves on at the key press and
+sends its answers in order, each naming the image, the round it was shown in, the page's labeller id and a
+sequence number: the server refuses (409) an answer for an image that round did not ask about, and records a
+retried request once.
 
 "Ask for more" starts the next round (training, then selection) as a background job, one at a time; the page
 polls `/status.json` for its progress and reloads when it is done. Requests never wait for it: each one opens
@@ -49,7 +53,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dalkit.errors import DalkitError
 from dalkit.project.project import Project
-from dalkit.project.store import DATABASE, DUPLICATE, NOT_IN_ROUND, SUPERSEDED, UNCHANGED, LabelStore
+from dalkit.project.store import (
+    DATABASE,
+    DUPLICATE,
+    NOT_IN_ROUND,
+    SUPERSEDED,
+    UNCHANGED,
+    WEB_ANSWERS,
+    LabelStore,
+)
 
 MAX_BODY_BYTES = 64 * 1024  # a label request is ~200 bytes
 MAX_HEADER_BYTES = 16 * 1024
@@ -77,7 +89,7 @@ PAGE = """<!doctype html>
 <meta name="csrf-token" content="{csrf}">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }}
-header {{ display: flex; gap: 2rem; align-items: baseline; flex-wrap: wrap; }}
+header {{ display: flex; gap: 1.5rem; align-items: baseline; flex-wrap: wrap; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: 1rem; margin-top: 1rem; }}
 .card {{ background: white; border: 2px solid #ddd; border-radius: 8px; padding: .5rem; width: 180px; }}
 .card.current {{ border-color: #2563eb; }}
@@ -87,29 +99,45 @@ header {{ display: flex; gap: 2rem; align-items: baseline; flex-wrap: wrap; }}
 .card .guess {{ font-size: .8rem; color: #555; }}
 button {{ margin: .15rem; padding: .25rem .5rem; border-radius: 4px; border: 1px solid #999; background: #f3f3f3; }}
 button.chosen {{ background: #2563eb; color: white; border-color: #2563eb; }}
+button.aside {{ font-size: .75rem; color: #555; }}
+kbd {{ font-size: .7rem; border: 1px solid #bbb; border-radius: 3px; padding: 0 .2rem; background: #fff; color: #333; }}
 #message {{ color: #b91c1c; }}
 #job {{ color: #555; }}
 </style></head>
 <body>
 <header><h2>{title}</h2><span id="counts">{counts}</span>
-<span>round {round} &middot; keys 1-9 label the highlighted image</span>
-<button id="ask">ask for {budget} more</button><span id="job"></span><span id="message"></span></header>
+<span>round {round} &middot; <b id="progress"></b></span>
+<span>keys: {keys} label the highlighted image, <kbd>space</kbd> skip, <kbd>?</kbd> unsure,
+<kbd>Backspace</kbd> undo</span>
+<button id="undo"><kbd>Backspace</kbd> undo</button>
+<button id="ask">ask for {budget} more</button>
+<span>labeller: <a href="#" id="who"></a></span><span id="job"></span><span id="message"></span></header>
 <div class="cards">{cards}</div>
 <script>
 "use strict";
 const classes = {classes};
+const KEYS = '1234567890abcdefghijklmnopqrstuvwxyz';  // one key per class, for up to 36 classes
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const labeller = {labeller};
+let name = localStorage.getItem('dalkit-labeller-name') || '';
 let seq = 0;              // this page's request numbers: a retried request keeps its number
-const queue = [];         // labels not yet answered, sent one at a time, in the order given
+const queue = [];         // answers not yet acknowledged, sent one at a time, in the order given
+const undoable = [];      // what each answer replaced, last first out: undo sends it back as a new request
 let sending = false, reloadWhenSent = false;
 const message = text => {{ document.getElementById('message').textContent = text; }};
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+function askName() {{  // once per browser: kept in localStorage and sent with every answer
+  const given = prompt('Your name, recorded with each label you give:', name);
+  if (given !== null) {{ name = given.trim().slice(0, 64); localStorage.setItem('dalkit-labeller-name', name); }}
+  document.getElementById('who').textContent = name || '(anonymous)';
+}}
 function cards() {{ return [...document.querySelectorAll('.card')]; }}
 function highlight() {{
   cards().forEach(c => c.classList.remove('current'));
   const next = cards().find(c => !c.classList.contains('done'));
   if (next) next.classList.add('current');
+  const all = cards(), done = all.filter(c => c.classList.contains('done')).length;
+  document.getElementById('progress').textContent = all.length ? `${{done}} of ${{all.length}} answered` : '';
 }}
 async function post(url, body) {{
   const response = await fetch(url, {{method: 'POST', headers: {{'Content-Type': 'application/json',
@@ -119,16 +147,28 @@ async function post(url, body) {{
   if (!response.ok) {{ const error = new Error(answer.error); error.status = response.status; throw error; }}
   return answer;
 }}
-function choose(card, name) {{
-  card.querySelectorAll('button').forEach(b => b.classList.toggle('chosen', b.textContent === name));
-}}
-function label(card, name) {{  // optimistic: the page moves on now; the request follows in order
-  choose(card, name);
-  card.classList.add('done');
+function stateOf(card) {{ return {{answer: card.dataset.answer, label: card.dataset.label}}; }}
+function show(card, state) {{
+  card.dataset.answer = state.answer;
+  card.dataset.label = state.label;
+  card.querySelectorAll('button[data-label]').forEach(b =>
+    b.classList.toggle('chosen', state.answer === 'label' && b.dataset.label === state.label));
+  card.querySelectorAll('button[data-answer]').forEach(b =>
+    b.classList.toggle('chosen', b.dataset.answer === state.answer));
+  card.classList.toggle('done', state.answer !== 'none');
   highlight();
-  queue.push({{card, body: {{image: card.dataset.image, round: Number(card.dataset.round), label: name,
-                            labeller, seq: ++seq}}}});
+}}
+function answer(card, state, remember = true) {{  // optimistic: the page moves on now; the request follows in order
+  if (remember) undoable.push({{card, before: stateOf(card)}});
+  show(card, state);
+  queue.push({{card, body: {{image: card.dataset.image, round: Number(card.dataset.round), label: state.label,
+                            answer: state.answer, labeller, name, seq: ++seq}}}});
   send();
+}}
+function undo() {{
+  const last = undoable.pop();
+  if (!last) {{ message('nothing to undo on this page'); return; }}
+  answer(last.card, last.before, false);
 }}
 async function send() {{
   if (sending) return;
@@ -136,8 +176,8 @@ async function send() {{
   while (queue.length) {{
     const {{card, body}} = queue[0];
     try {{
-      const answer = await post('/label', body);
-      document.getElementById('counts').textContent = answer.counts;
+      const reply = await post('/label', body);
+      document.getElementById('counts').textContent = reply.counts;
       message('');
       queue.shift();
     }} catch (error) {{
@@ -146,23 +186,36 @@ async function send() {{
         await sleep(1000);
         continue;
       }}
-      queue.shift();  // the server refused this label: show why, and give the image back
+      queue.shift();  // the server refused this answer: show why, and give the image back
       message(error.message);
-      if (!queue.some(item => item.card === card)) {{ card.classList.remove('done'); choose(card, null); highlight(); }}
+      if (!queue.some(item => item.card === card)) show(card, {{answer: 'none', label: ''}});
     }}
   }}
   sending = false;
   if (reloadWhenSent) location.reload();
 }}
-document.querySelectorAll('.card button').forEach(b =>
-  b.addEventListener('click', () => label(b.closest('.card'), b.textContent)));
+document.querySelectorAll('.card button[data-label]').forEach(b =>
+  b.addEventListener('click', () => answer(b.closest('.card'), {{answer: 'label', label: b.dataset.label}})));
+document.querySelectorAll('.card button[data-answer]').forEach(b =>
+  b.addEventListener('click', () => answer(b.closest('.card'), {{answer: b.dataset.answer, label: ''}})));
+document.getElementById('undo').addEventListener('click', undo);
+document.getElementById('who').addEventListener('click', event => {{ event.preventDefault(); askName(); }});
 document.addEventListener('keydown', event => {{
-  if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.repeat || event.altKey) return;
+  if (event.key === 'Backspace' || ((event.ctrlKey || event.metaKey) && event.key === 'z')) {{
+    event.preventDefault();
+    undo();
+    return;
+  }}
+  if (event.ctrlKey || event.metaKey) return;
   const card = document.querySelector('.card.current');
-  const k = parseInt(event.key, 10);
-  if (card && k >= 1 && k <= classes.length) label(card, classes[k - 1]);
+  if (!card) return;
+  if (event.key === ' ') {{ event.preventDefault(); answer(card, {{answer: 'skip', label: ''}}); return; }}
+  if (event.key === '?') {{ answer(card, {{answer: 'unsure', label: ''}}); return; }}
+  const k = KEYS.indexOf(event.key.toLowerCase());
+  if (k >= 0 && k < classes.length) answer(card, {{answer: 'label', label: classes[k]}});
 }});
-async function watch() {{  // the background ask: its progress, then a reload once every label is sent
+async function watch() {{  // the background ask: its progress, then a reload once every answer is sent
   const line = document.getElementById('job');
   for (;;) {{
     let job;
@@ -186,6 +239,7 @@ document.getElementById('ask').addEventListener('click', async () => {{
   }}
   watch();
 }});
+if (name) document.getElementById('who').textContent = name; else askName();
 highlight();
 watch();
 </script></body></html>
@@ -399,9 +453,11 @@ def create_app(project: Project, host: str = "127.0.0.1", port: int = 8765, toke
         fields = label_fields(body)
         return await run_in_threadpool(record_label, *fields)
 
-    def record_label(image_path: str, round_number: int, name: str, labeller: str, seq: int) -> Response:
+    def record_label(
+        image_path: str, round_number: int, name: str, labeller: str, seq: int, answer: str, person: str
+    ) -> Response:
         with session() as opened:
-            outcome = opened.record_web_label(image_path, round_number, name, labeller, seq)
+            outcome = opened.record_web_label(image_path, round_number, name, labeller, seq, answer, person)
             if outcome == NOT_IN_ROUND:
                 raise HTTPException(
                     409,
@@ -463,11 +519,20 @@ async def read_json(request: Request) -> object:
         raise HTTPException(400, "the request's body is JSON nested too deeply.") from None
 
 
-def label_fields(body: object) -> tuple[str, int, str, str, int]:
-    """(image, round, label, labeller, seq) of a label request, each of the right type, or a 400 saying which."""
+def label_fields(body: object) -> tuple[str, int, str, str, int, str, str]:
+    """(image, round, label, labeller, seq, answer, name) of a label request, each of the right type, or a 400
+    saying which. `answer` (default `label`) is `label`, `skip`, `unsure` or `none`; `label` may then be empty;
+    `name` (optional) is the person's name."""
     if not isinstance(body, dict):
         raise HTTPException(400, "a label request is a JSON object with image, round, label, labeller and seq.")
+    answer = body.get("answer", "label")
+    if answer not in WEB_ANSWERS:
+        raise HTTPException(
+            400, f"'answer' of a label request must be one of {', '.join(WEB_ANSWERS)}, not {answer!r}."
+        )
     kinds = {"image": str, "round": int, "label": str, "labeller": str, "seq": int}
+    if answer != "label":
+        body = {"label": "", **body}
     for key, kind in kinds.items():
         value = body.get(key)
         if value is None:
@@ -476,7 +541,12 @@ def label_fields(body: object) -> tuple[str, int, str, str, int]:
             raise HTTPException(400, f"{key!r} of a label request must be a {kind.__name__}, not {value!r}.")
     if not 0 < len(body["labeller"]) <= MAX_LABELLER or body["seq"] < 0 or body["round"] < 1:
         raise HTTPException(400, "a label request needs a labeller id (1-64 characters), a seq >= 0 and a round >= 1.")
-    return body["image"], body["round"], body["label"], body["labeller"], body["seq"]
+    name = body.get("name", "")
+    if name is None:
+        name = ""
+    if not isinstance(name, str) or len(name) > MAX_LABELLER:
+        raise HTTPException(400, f"'name' of a label request must be text of at most {MAX_LABELLER} characters.")
+    return body["image"], body["round"], body["label"], body["labeller"], body["seq"], answer, name.strip()
 
 
 async def http_error(request: Request, error: Exception) -> Response:
@@ -507,26 +577,42 @@ def counts_line(counts: dict[str, int]) -> str:
     return f"{sum(counts.values())} labelled: " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
+KEYS = "1234567890abcdefghijklmnopqrstuvwxyz"  # the page's key for each class, in order (up to 36 classes)
+
+
 def page(project: Project, csrf_token: str, labeller: str) -> str:
-    """The latest round's images, unlabelled first, each with its class buttons (the current label marked)."""
+    """The latest round's images, unanswered first, each with its class buttons (key hints; the current label
+    marked) and skip / unsure buttons (marked when the image was set aside in this round)."""
     store, classes = project.store, project.settings.classes
     paths, current = dict(store.images()), store.current_labels()
     round_number = store.last_round()
-    asked = sorted(store.questions(round_number), key=lambda row: row[0] in current)
+    aside = store.set_aside(round_number)
+    asked = sorted(store.questions(round_number), key=lambda row: row[0] in current or row[0] in aside)
     cards = []
     for image_id, _, guess in asked:
         label = current.get(image_id)
+        state = "label" if label else aside.get(image_id, "none")
         buttons = "".join(
-            f'<button class="{"chosen" if name == label else ""}">{html.escape(name)}</button>' for name in classes
+            f'<button data-label="{html.escape(name)}" class="{"chosen" if name == label else ""}">'
+            + (f"<kbd>{KEYS[k]}</kbd> " if k < len(KEYS) else "")
+            + f"{html.escape(name)}</button>"
+            for k, name in enumerate(classes)
+        )
+        buttons += "".join(
+            f'<button data-answer="{kind}" class="aside{" chosen" if state == kind else ""}"><kbd>{key}</kbd> '
+            f"{kind}</button>"
+            for kind, key in (("skip", "space"), ("unsure", "?"))
         )
         cards.append(
-            f'<div class="card{" done" if label else ""}" data-image="{html.escape(paths[image_id])}" '
-            f'data-round="{round_number}">'
+            f'<div class="card{"" if state == "none" else " done"}" data-image="{html.escape(paths[image_id])}" '
+            f'data-round="{round_number}" data-answer="{state}" data-label="{html.escape(label or "")}">'
             f'<img src="/image/{image_id}" alt=""><div class="path">{html.escape(paths[image_id])}</div>'
             f'<div class="guess">model guess: {html.escape(guess or "none yet")}</div>{buttons}</div>'
         )
     if not cards:
         cards.append("<p>Nothing asked yet: press <b>ask</b> to get the first images.</p>")
+    shown = min(len(classes), len(KEYS))
+    keys = f"<kbd>{KEYS[0]}</kbd>-<kbd>{KEYS[shown - 1]}</kbd>"
     return PAGE.format(
         title=html.escape(project.directory.resolve().name),
         counts=html.escape(counts_line(project.class_counts())),
@@ -534,6 +620,7 @@ def page(project: Project, csrf_token: str, labeller: str) -> str:
         budget=project.settings.budget,
         cards="".join(cards),
         classes=script_json(classes),
+        keys=keys,
         labeller=script_json(labeller),
         csrf=html.escape(csrf_token),
     )
