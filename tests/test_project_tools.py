@@ -330,3 +330,51 @@ def test_the_pages_script_is_valid_javascript(page_client, tmp_path):
     (tmp_path / "page.js").write_text(script)
     done = subprocess.run([node, "--check", str(tmp_path / "page.js")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def run_page(client, tmp_path, steps: dict) -> dict:
+    """Run the page's script under node with a stand-in for the browser (tests/page_harness.js)."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    (tmp_path / "page.html").write_text(client.get("/").text)
+    harness = Path(__file__).with_name("page_harness.js")
+    done = subprocess.run(
+        [node, str(harness), str(tmp_path / "page.html"), json.dumps(steps)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_pages_keys_skip_unsure_undo_progress_and_name_send_what_they_say(page_client, tmp_path):
+    project, asked, client, _ = page_client
+    steps = {"name": "Ada", "do": [{"key": "1"}, {"key": "2"}, {"key": " "}, {"key": "?"}, {"key": "Backspace"}]}
+    seen = run_page(client, tmp_path, steps)
+    assert seen["prompts"] == 1 and seen["storage"] == {"dalkit-labeller-name": "Ada"} and seen["who"] == "Ada"
+    sent = [(body["image"], body["answer"], body["label"], body["seq"], body["name"]) for body in seen["sent"]]
+    p = [card["image"] for card in seen["state"]]
+    assert sent == [
+        (p[0], "label", "night", 1, "Ada"),
+        (p[1], "label", "day", 2, "Ada"),
+        (p[2], "skip", "", 3, "Ada"),
+        (p[3], "unsure", "", 4, "Ada"),
+        (p[3], "none", "", 5, "Ada"),  # the undo: the image's state before the last answer
+    ]
+    assert all(body["round"] == 1 and body["labeller"] for body in seen["sent"])
+    assert seen["progress"] == f"3 of {len(asked.paths)} answered"
+    assert [card["done"] for card in seen["state"][:4]] == [True, True, True, False]
+
+    # the name is asked once: a page that finds it in localStorage does not ask; undo of a relabel and a click
+    again = {
+        "storage": {"dalkit-labeller-name": "Bo"},
+        "do": [{"key": "1"}, {"card": 0, "click": "day"}, {"undo": True}],
+    }
+    seen = run_page(client, tmp_path, again)
+    assert seen["prompts"] == 0 and seen["who"] == "Bo"
+    assert [(body["answer"], body["label"], body["name"]) for body in seen["sent"]] == [
+        ("label", "night", "Bo"),
+        ("label", "day", "Bo"),
+        ("label", "night", "Bo"),
+    ]

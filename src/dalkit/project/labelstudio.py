@@ -49,7 +49,7 @@ def local_files_url(file: Path, document_root: Path) -> str:
 def tasks(project, document_root: Path) -> list[dict]:
     """One Label Studio task per image of the project, in the project's order."""
     root = Path(project.settings.images)
-    tasks = []
+    found = []
     for image, label, guess, probability, score, number in project.export_rows():
         data = {
             "image": local_files_url(root / image, document_root),
@@ -64,8 +64,8 @@ def tasks(project, document_root: Path) -> list[dict]:
             task["predictions"] = [
                 {"model_version": f"dalkit round {number or ''}".strip(), "score": probability, "result": [result]}
             ]
-        tasks.append(task)
-    return tasks
+        found.append(task)
+    return found
 
 
 def labelling_config(classes: list[str]) -> str:

@@ -119,7 +119,7 @@ const classes = {classes};
 const KEYS = '1234567890abcdefghijklmnopqrstuvwxyz';  // one key per class, for up to 36 classes
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const labeller = {labeller};
-let name = localStorage.getItem('dalkit-labeller-name') || '';
+let labellerName = localStorage.getItem('dalkit-labeller-name') || '';
 let seq = 0;              // this page's request numbers: a retried request keeps its number
 const queue = [];         // answers not yet acknowledged, sent one at a time, in the order given
 const undoable = [];      // what each answer replaced, last first out: undo sends it back as a new request
@@ -127,9 +127,12 @@ let sending = false, reloadWhenSent = false;
 const message = text => {{ document.getElementById('message').textContent = text; }};
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 function askName() {{  // once per browser: kept in localStorage and sent with every answer
-  const given = prompt('Your name, recorded with each label you give:', name);
-  if (given !== null) {{ name = given.trim().slice(0, 64); localStorage.setItem('dalkit-labeller-name', name); }}
-  document.getElementById('who').textContent = name || '(anonymous)';
+  const given = prompt('Your name, recorded with each label you give:', labellerName);
+  if (given !== null) {{
+    labellerName = given.trim().slice(0, 64);
+    localStorage.setItem('dalkit-labeller-name', labellerName);
+  }}
+  document.getElementById('who').textContent = labellerName || '(anonymous)';
 }}
 function cards() {{ return [...document.querySelectorAll('.card')]; }}
 function highlight() {{
@@ -162,7 +165,7 @@ function answer(card, state, remember = true) {{  // optimistic: the page moves 
   if (remember) undoable.push({{card, before: stateOf(card)}});
   show(card, state);
   queue.push({{card, body: {{image: card.dataset.image, round: Number(card.dataset.round), label: state.label,
-                            answer: state.answer, labeller, name, seq: ++seq}}}});
+                            answer: state.answer, labeller, name: labellerName, seq: ++seq}}}});
   send();
 }}
 function undo() {{
@@ -239,7 +242,7 @@ document.getElementById('ask').addEventListener('click', async () => {{
   }}
   watch();
 }});
-if (name) document.getElementById('who').textContent = name; else askName();
+if (labellerName) document.getElementById('who').textContent = labellerName; else askName();
 highlight();
 watch();
 </script></body></html>
