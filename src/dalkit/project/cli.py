@@ -150,12 +150,18 @@ def command_status(args: argparse.Namespace) -> None:
     counts = project.class_counts()
     print(format_table(["class", "labelled"], [[name, n] for name, n in counts.items()]))
     rounds = [
-        [r["round"], r["asked"], r["labelled"], "-" if r["agreement"] is None else f"{100 * r['agreement']:.0f}%"]
+        [
+            r["round"],
+            r["asked"],
+            r["labelled"],
+            r["set_aside"],
+            "-" if r["agreement"] is None else f"{100 * r['agreement']:.0f}%",
+        ]
         for r in project.rounds()
     ]
     if rounds:
         print()
-        print(format_table(["round", "asked", "labelled", "model guess right"], rounds))
+        print(format_table(["round", "asked", "labelled", "skipped/unsure", "model guess right"], rounds))
     print(f"\n{sum(counts.values())} of {len(project.store.images())} images labelled")
 
 

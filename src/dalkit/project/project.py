@@ -444,7 +444,8 @@ class Project:
     # -- reports --------------------------------------------------------------------------------------------
 
     def rounds(self) -> list[dict]:
-        """Per round: images asked, how many have a label now, and how often the model's guess was that label."""
+        """Per round: images asked, how many have a label now, how many the page set aside (skip, unsure), and
+        how often the model's guess was that label."""
         current = self.store.current_labels()
         summary = []
         for number in range(1, self.store.last_round() + 1):
@@ -452,7 +453,15 @@ class Project:
             answered = [(current[i], guess) for i, _, guess in asked if i in current]
             judged = [label == guess for label, guess in answered if guess is not None]
             agreement = sum(judged) / len(judged) if judged else None
-            summary.append({"round": number, "asked": len(asked), "labelled": len(answered), "agreement": agreement})
+            summary.append(
+                {
+                    "round": number,
+                    "asked": len(asked),
+                    "labelled": len(answered),
+                    "set_aside": len(self.store.set_aside(number)),
+                    "agreement": agreement,
+                }
+            )
         return summary
 
     def class_counts(self) -> dict[str, int]:
