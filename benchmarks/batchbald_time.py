@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
-from pathlib import Path
 
 import torch
+from records import device_name, save
 
 from dalkit.data.augment import Normalizer
 from dalkit.data.pool import Pool
@@ -35,18 +34,6 @@ from dalkit.seeding import make_generator, resolve_device
 from dalkit.strategies import QueryContext
 from dalkit.strategies.batchbald import greedy_batchbald
 from dalkit.strategies.mc_dropout import mc_probabilities
-
-RESULTS = Path(__file__).with_name("results.jsonl")
-
-
-def save(record: dict) -> None:
-    record["time"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(RESULTS, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
 
 
 def synchronize(device: torch.device) -> None:

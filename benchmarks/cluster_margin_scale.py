@@ -21,22 +21,16 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from records import device_name, save
 
 from dalkit.options import options_for, parse_options
 from dalkit.report import format_table
 from dalkit.seeding import make_generator, resolve_device
 from dalkit.strategies import create_strategy
 from dalkit.strategies.cluster_margin import ClusterMargin, cluster_embeddings, cluster_margin, km_size, margin_scores
-
-RESULTS = Path(__file__).with_name("results.jsonl")
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
 
 
 def peak_mb(device: torch.device, rss_before: float, inputs_mb: float, cuda_base: int) -> float:
@@ -107,9 +101,7 @@ def run(sizes: list[int], dim: int, classes: int, budget: int, device: str, opti
         result = json.loads(out)
         record = {"bench": "cluster-margin-scale", "n": n, "dim": dim, "classes": classes, "budget": budget}
         record.update({"device": device_name(torch.device(device)), "options": option_text, **result})
-        record["time"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        save(record)
         rows.append(
             [
                 f"{n:,}",

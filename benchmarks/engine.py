@@ -15,10 +15,10 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from records import device_name, save
 
 from dalkit.data.augment import Normalizer
 from dalkit.data.base import AugmentSpec
@@ -27,18 +27,6 @@ from dalkit.models.base import prepare_model
 from dalkit.report import format_table
 from dalkit.seeding import make_generator, resolve_device
 from dalkit.train import TrainConfig, Trainer
-
-RESULTS = Path(__file__).with_name("results.jsonl")
-
-
-def save(record: dict) -> None:
-    record["time"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(RESULTS, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
 
 
 def train_speed(device: torch.device, images: int, epochs: int) -> None:

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from records import save
 
 from dalkit.loop import ExperimentConfig
 from dalkit.report import format_table
 from dalkit.results import unique_directory
 from dalkit.supervised import distill, train_supervised
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 METRICS = ["accuracy", "balanced_accuracy", "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy"]
 HEADERS = ["accuracy %", "balanced %", "many-shot %", "medium-shot %", "few-shot %"]
 
@@ -122,10 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         "args": vars(args),
         "training": {k: [{m: r.get(m) for m in METRICS} for r in v] for k, v in training.items()},
         "distillation": {k: [{m: r.get(m) for m in METRICS} for r in v] for k, v in students.items()},
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    with open(RESULTS, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    save(record)
 
 
 if __name__ == "__main__":

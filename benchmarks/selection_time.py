@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from records import device_name, save
 
 from dalkit.data import Pool, load_dataset
 from dalkit.data.augment import Normalizer
@@ -55,19 +56,8 @@ from dalkit.seeding import resolve_device
 from dalkit.strategies import checked_select, list_strategies
 from dalkit.train import TrainConfig
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 GCN = ("uncertaingcn", "coregcn")
 PAPER_GCN_CANDIDATES = 10_000
-
-
-def save(record: dict) -> None:
-    record["time"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(RESULTS, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
 
 
 def load_pool(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:

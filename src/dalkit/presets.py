@@ -195,6 +195,20 @@ register_method(
 # std; computed from the iterations in the files above): BatchBALD 90% at 101.7 +- 16.7, 95% at 221.7 +- 27.3;
 # BALD (top-10) 90% at 158.3 +- 29.1, 95% at 256.7 +- 4.7 for the 3 of 6 seeds that reached it within 320.
 # Repeated MNIST: --method batchbald-repeated-mnist.
+#: what the BatchBALD paper's MNIST and Repeated MNIST runs share (see the comments above and below)
+BATCHBALD_PROTOCOL = dict(
+    initial=20,
+    initial_mode="balanced",
+    budget=10,
+    cycles=31,
+    lr=1e-3,
+    batch_size=64,
+    optimizer="adam",
+    weight_decay=0.0,
+    epoch_samples=5056,
+    patience=3,
+    augment=False,
+)
 register_method(
     "batchbald-mnist",
     "BatchBALD (Kirsch et al., NeurIPS 2019), MNIST: batchbald-cnn, 20 balanced + 10 a round up to 320 labels, 100 "
@@ -203,19 +217,9 @@ register_method(
     model="batchbald-cnn",
     strategy="batchbald",
     strategy_options={"batchbald.samples": 100, "bald.samples": 100},
-    initial=20,
-    initial_mode="balanced",
-    budget=10,
-    cycles=31,
     epochs=30,
-    lr=1e-3,
-    batch_size=64,
-    optimizer="adam",
-    weight_decay=0.0,
-    epoch_samples=5056,
-    patience=3,
     validation=1024,
-    augment=False,
+    **BATCHBALD_PROTOCOL,
 )
 
 # BatchBALD's Repeated MNIST experiment: the settings of laaos_results/paper/
@@ -234,19 +238,9 @@ register_method(
     model="batchbald-cnn",
     strategy="batchbald",
     strategy_options={"batchbald.samples": 10, "bald.samples": 10},
-    initial=20,
-    initial_mode="balanced",
-    budget=10,
-    cycles=31,
     epochs=40,
-    lr=1e-3,
-    batch_size=64,
-    optimizer="adam",
-    weight_decay=0.0,
-    epoch_samples=5056,
-    patience=3,
     validation=3072,
-    augment=False,
+    **BATCHBALD_PROTOCOL,
 )
 
 

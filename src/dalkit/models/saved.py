@@ -7,9 +7,7 @@ trained, the data shape, the class names, the channel statistics its inputs were
 
 from __future__ import annotations
 
-import os
 import pickle
-import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 
 from dalkit.data.augment import Normalizer
 from dalkit.errors import DalkitError
+from dalkit.files import atomic_file
 from dalkit.models import create_model
 from dalkit.models.base import Classifier, prepare_model
 
@@ -51,14 +50,8 @@ def save_classifier(
         "std": normalizer.std.flatten().cpu(),
         "state_dict": model.state_dict(),
     }
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        torch.save(saved, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "xb") as handle:
+        torch.save(saved, handle)
 
 
 def model_file(path: str | Path) -> Path:

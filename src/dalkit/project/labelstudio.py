@@ -19,14 +19,13 @@ the file was saved wins over it, as with a CSV.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 from html import escape
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from dalkit.errors import DalkitError
+from dalkit.files import atomic_file
 
 FROM_NAME, TO_NAME = "label", "image"
 CONFIG_FILE = "label-studio-config.xml"
@@ -86,17 +85,9 @@ def export(project, path: Path, document_root: Path | None = None) -> Path:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temporary.open("x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` whole or not at all."""
+    with atomic_file(path, encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def read_export(path: Path, images: list[str]) -> list[tuple[str, str]]:

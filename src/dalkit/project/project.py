@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dalkit.errors import DalkitError
+from dalkit.files import atomic_file
 from dalkit.project.store import ASK_LOCK, DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
 
 if TYPE_CHECKING:  # torch and the engine are imported where they are used: `status` and `export` need neither
@@ -719,15 +719,6 @@ def write_questions_csv(path: Path, asked: Round) -> None:
 
 
 def write_atomically(path: Path, rows: list[tuple]) -> None:
-    """Write a CSV (every cell quoted, names exactly as they are, formula cells guarded) to a temporary file
-    beside `path`, then rename it into place: a crash leaves the old file or the new, whole, and no stray file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temporary.open("x", newline="", encoding="utf-8") as handle:
-            csv.writer(handle, quoting=csv.QUOTE_ALL).writerows([spreadsheet_cell(c) for c in row] for row in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write a CSV (every cell quoted, names exactly as they are, formula cells guarded), whole or not at all."""
+    with atomic_file(path, newline="", encoding="utf-8") as handle:
+        csv.writer(handle, quoting=csv.QUOTE_ALL).writerows([spreadsheet_cell(c) for c in row] for row in rows)
