@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,7 +121,7 @@ def test_model_and_questions_are_replaced_whole_or_not_at_all(folder, tmp_path, 
     before = model.read_bytes(), questions.read_bytes()
 
     def crash_while_writing(obj, file, *args, **kwargs):
-        Path(file).write_bytes(b"half a model")
+        file.write(b"half a model")  # the temporary file's handle
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash_while_writing)
