@@ -5,7 +5,11 @@ to reach 10% and 5% test error on MNIST, BatchBALD 2019 Table 1 the labels to re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -184,13 +188,51 @@ def run_comparison(
             run = finished_run(config, directory / name)
             log(f"== {name}, seed {seed}" + (f": finished earlier, read from {run.directory}" if run else ""))
             if run is None:
-                run_dir = unique_directory(directory / name, config.run_name())
-                run = run_experiment(replace(config, out_dir=str(run_dir)), log)
+                run = run_in_folder(config, directory / name, log)
             runs.append(run)
         summaries.append(summarise(name, runs, targets))
     comparison = Comparison(summaries, directory, targets)
     write_comparison(comparison, base)
     return comparison
+
+
+PARTIAL = ".partial-"  # the prefix of a run's directory until it finishes
+
+
+def run_in_folder(
+    config: ExperimentConfig,
+    folder: Path,
+    log: Callable[[str], None] = print,
+    runner: Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult] | None = None,
+) -> ExperimentResult:
+    """Run `config` in a temporary folder/.partial-NAME-XXXX/ and rename it to folder/NAME (or NAME-2, ...) once
+    it finished, so a run that fails or is killed never has a final name and `--resume` never reads it as
+    finished. A run that raises leaves nothing behind; one that is killed leaves its .partial- folder, which
+    `finished_run` skips and may be deleted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = config.run_name()
+    partial = folder / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        result = (runner or run_experiment)(replace(config, out_dir=str(partial)), log)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    final, k = folder / name, 2
+    while True:  # never onto an existing folder (POSIX rename replaces an empty one)
+        if not final.exists():
+            try:
+                os.rename(partial, final)
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+        final, k = folder / f"{name}-{k}", k + 1
+    config_path = final / "config.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        recorded = json.loads(config_path.read_text())
+        recorded["experiment"]["out_dir"] = str(final)
+        config_path.write_text(json.dumps(recorded, indent=2, default=str) + "\n")
+    return replace(result, config=replace(result.config, out_dir=str(final)), directory=final)
 
 
 def comparison_directory(base: ExperimentConfig) -> Path:
@@ -227,7 +269,7 @@ def settings(experiment: dict) -> dict:
 
 
 def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | None:
-    """A run in `folder` that finished (wrote cycles.csv) with the settings of `config`, if any.
+    """A run in `folder` that finished (renamed from .partial-, wrote cycles.csv) with the settings of `config`.
 
     A field that a run's config.json lacks (recorded before the option existed) counts as its default.
     """
@@ -235,7 +277,7 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
     defaults = settings(asdict(ExperimentConfig()))
     for config_path in sorted(folder.glob("*/config.json")):
         directory = config_path.parent
-        if not is_finished(directory):
+        if directory.name.startswith(PARTIAL) or not is_finished(directory):
             continue
         try:
             experiment = json.loads(config_path.read_text())["experiment"]
