@@ -227,6 +227,14 @@ def command_compare(args: argparse.Namespace) -> int:
     return 1 if comparison.failed else 0
 
 
+def command_report(args: argparse.Namespace) -> None:
+    from dalkit.collect import build_report
+
+    report = build_report(args.dirs, published=args.published, out=args.out)
+    print(report.table)
+    print(f"\n{report.runs} run(s); report directory: {report.directory} (report.md, cycles.csv, curves.png)")
+
+
 def command_train(args: argparse.Namespace) -> None:
     from dalkit.supervised import metrics_table, train_supervised
 
@@ -336,6 +344,20 @@ def make_parser() -> argparse.ArgumentParser:
         help="tries again a run that fails, R times; one that still fails is reported and the command exits 1",
     )
     compare.set_defaults(handler=command_compare)
+    report = sub.add_parser(
+        "report",
+        help="tables, a CSV and a plot rebuilt from finished run directories",
+        description="Rebuild from finished runs (comparison directories or single run directories, mixed) a "
+        "Markdown table (mean +- std per budget, AULC), a CSV of every cycle and a plot with mean +- std bands.",
+    )
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="comparison or run directories")
+    report.add_argument(
+        "--published",
+        metavar="FILE",
+        help="CSV of published results (columns method, labelled, accuracy in %%, optional std, source) to overlay",
+    )
+    report.add_argument("--out", metavar="DIR", help="where report.md, cycles.csv, curves.png go; default runs/report/")
+    report.set_defaults(handler=command_report)
     train = sub.add_parser(
         "train",
         parents=[supervised_arguments("--model", "the run directory; default: a new runs/DATASET-MODEL-train-seedN/")],
