@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,33 @@ def test_every_other_method_runs_end_to_end(method, tmp_path):
     run_dir = tmp_path
     records = [json.loads(line) for line in (run_dir / "cycles.jsonl").read_text().splitlines()]
     assert [r["labelled"] for r in records] == [10, 15]
+
+
+def test_a_compare_run_that_fails_midway_never_looks_finished_and_resume_reruns_it(tmp_path, monkeypatch, capsys):
+    from dalkit.loop import Experiment
+
+    directory = tmp_path / "comparison"
+    args = ["compare", *FAST, "--strategies", "random", "--seeds", "0", "--out", str(directory)]
+    query = Experiment.query
+
+    def broken(self, cycle):
+        assert (Path(self.config.out_dir) / "config.json").is_file()  # mid-way: the run has started writing
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(Experiment, "query", broken)
+    assert main(args) == 2  # tried 3 times (--retries 2), then: every run failed, in one sentence
+    assert "every run failed (e.g. random, seed 0: RuntimeError: the machine went away)" in capsys.readouterr().err
+    assert list((directory / "random").iterdir()) == []  # no final-named (nor partial) directory is left
+    partial = directory / "random" / ".partial-digits-random-seed0-killed"  # what a killed run leaves
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    (partial / "cycles.csv").write_text("cycle\n")
+
+    monkeypatch.setattr(Experiment, "query", query)
+    capsys.readouterr()
+    assert main([*args[:-2], "--resume", str(directory)]) == 0
+    assert "finished earlier" not in capsys.readouterr().out
+    finals = [p for p in (directory / "random").iterdir() if not p.name.startswith(".")]
+    assert [p.name for p in finals] == ["digits-random-seed0"] and (finals[0] / "cycles.csv").is_file()
+    recorded = json.loads((finals[0] / "config.json").read_text())["experiment"]["out_dir"]
+    assert recorded == str(finals[0])

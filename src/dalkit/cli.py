@@ -200,18 +200,39 @@ def command_run(args: argparse.Namespace) -> None:
     print(f"\nrun directory: {result.directory} (learning curve: {result.directory / 'curve.png'})")
 
 
-def command_compare(args: argparse.Namespace) -> None:
+def command_compare(args: argparse.Namespace) -> int:
     from dalkit.compare import run_comparison
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    comparison = run_comparison(build_config(args), strategies, args.seeds, resume=args.resume, targets=args.targets)
+    comparison = run_comparison(
+        build_config(args),
+        strategies,
+        args.seeds,
+        resume=args.resume,
+        targets=args.targets,
+        executor=args.executor,
+        jobs=args.jobs,
+        retries=args.retries,
+    )
     print()
     print(f"test accuracy (%) by labelled images, mean +- std over seeds {args.seeds}:")
     print(comparison.table())
     if comparison.targets:
         print(f"\nlabels needed to first reach each test accuracy, mean +- std over seeds {args.seeds}:")
         print(comparison.targets_table())
+    if comparison.failed:
+        print("\nfailed runs (left out of the means; --resume DIR runs them again):")
+        print(comparison.failures())
     print(f"\ncomparison directory: {comparison.directory} (plot: {comparison.directory / 'curves.png'})")
+    return 1 if comparison.failed else 0
+
+
+def command_report(args: argparse.Namespace) -> None:
+    from dalkit.collect import build_report
+
+    report = build_report(args.dirs, published=args.published, out=args.out)
+    print(report.table)
+    print(f"\n{report.runs} run(s); report directory: {report.directory} (report.md, cycles.csv, curves.png)")
 
 
 def command_train(args: argparse.Namespace) -> None:
@@ -308,7 +329,35 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="continue the comparison in DIR: its runs that finished with the same settings are reused",
     )
+    compare.add_argument(
+        "--executor",
+        choices=["local", "processes"],
+        default="local",
+        help="local: one run after another here; processes: each run in its own process, --jobs at once",
+    )
+    compare.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once with --executor processes")
+    compare.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="R",
+        help="tries again a run that fails, R times; one that still fails is reported and the command exits 1",
+    )
     compare.set_defaults(handler=command_compare)
+    report = sub.add_parser(
+        "report",
+        help="tables, a CSV and a plot rebuilt from finished run directories",
+        description="Rebuild from finished runs (comparison directories or single run directories, mixed) a "
+        "Markdown table (mean +- std per budget, AULC), a CSV of every cycle and a plot with mean +- std bands.",
+    )
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="comparison or run directories")
+    report.add_argument(
+        "--published",
+        metavar="FILE",
+        help="CSV of published results (columns method, labelled, accuracy in %%, optional std, source) to overlay",
+    )
+    report.add_argument("--out", metavar="DIR", help="where report.md, cycles.csv, curves.png go; default runs/report/")
+    report.set_defaults(handler=command_report)
     train = sub.add_parser(
         "train",
         parents=[supervised_arguments("--model", "the run directory; default: a new runs/DATASET-MODEL-train-seedN/")],
@@ -337,14 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        args.handler(args)
+        code = args.handler(args)
     except DalkitError as error:
         print(f"dalkit: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dalkit: interrupted; what was recorded so far is in the run directory.", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

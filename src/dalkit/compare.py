@@ -5,7 +5,11 @@ to reach 10% and 5% test error on MNIST, BatchBALD 2019 Table 1 the labels to re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -83,6 +87,13 @@ class Comparison:
     summaries: list[StrategySummary]
     directory: Path
     targets: tuple[float, ...] = ()
+    failed: list[FailedRun] = field(default_factory=list)
+
+    def failures(self) -> str:
+        """One line per run that failed after its retries (empty when none did)."""
+        return "\n".join(
+            f"{f.strategy}, seed {f.seed}: failed after {f.attempts} attempt(s): {f.error}" for f in self.failed
+        )
 
     def targets_table(self, markdown: bool = False) -> str:
         """Per strategy and target accuracy, the labels needed to first reach it (see `TargetSummary.cell`), with
@@ -152,6 +163,24 @@ def check_targets(targets: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(t) for t in targets)
 
 
+EXECUTORS = ("local", "processes")
+
+
+@dataclass
+class FailedRun:
+    """A (strategy, seed) run that failed on every attempt: its last error, in one sentence."""
+
+    strategy: str
+    seed: int
+    error: str
+    attempts: int
+
+
+def one_sentence(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
 def run_comparison(
     base: ExperimentConfig,
     strategies: Sequence[str],
@@ -159,38 +188,179 @@ def run_comparison(
     log: Callable[[str], None] = print,
     resume: str | Path | None = None,
     targets: Sequence[float] | None = None,
+    executor: str = "local",
+    jobs: int = 1,
+    retries: int = 2,
+    runner: Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult] | None = None,
 ) -> Comparison:
     """Run every strategy with every seed (same seed -> same initial set) and summarise.
 
     The comparison's directory is `base.out_dir` (or a new runs/compare-DATASET-MODEL/), and each run is in
-    its STRATEGY/ folder. `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only,
-    while a plain key goes to every strategy. `resume`, an earlier comparison's directory, continues it there:
-    each run that finished in it with the same settings is read back instead of run again (see
-    `finished_run`), so an interrupted benchmark loses only its unfinished runs and a strategy can be added to
-    a finished one. `targets` (test accuracies in %) add, per strategy, the labels each seed needed to first reach
-    each (`Comparison.targets_table`, and in summary.md / summary.json).
+    its STRATEGY/ folder, written under a .partial- name and renamed when it finished (`run_in_folder`).
+    `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only, while a plain key goes
+    to every strategy. `resume`, an earlier comparison's directory, continues it there: each run that finished in
+    it with the same settings is read back instead of run again (see `finished_run`), so an interrupted benchmark
+    loses only its unfinished runs and a strategy can be added to a finished one. `targets` (test accuracies in
+    %) add, per strategy, the labels each seed needed to first reach each (`Comparison.targets_table`, and in
+    summary.md / summary.json).
+
+    `executor`: "local" runs one run after another in this process; "processes" runs each (strategy, seed) in
+    its own worker process (spawned), at most `jobs` at once, printing one line per finished run. A run that
+    raises is tried again up to `retries` times; one that still fails is left out of the means and listed in
+    `Comparison.failed` (and summary.txt, summary.md, failed.json); every run failing is a DalkitError. `runner`
+    replaces `run_experiment` (tests; with "processes" it must be importable by name).
     """
     base.validate()
     targets = check_targets(targets or ())
+    if executor not in EXECUTORS:
+        raise DalkitError(f"--executor {executor} is not one of {', '.join(EXECUTORS)}; pick one of them.")
+    if jobs < 1 or retries < 0:
+        raise DalkitError(f"--jobs must be 1 or more and --retries 0 or more (got {jobs} and {retries}).")
     options = {name: options_for(name, base.strategy_options) for name in strategies}
     for name in strategies:  # fail on a bad name or option before any training
         create_strategy(name, **options[name])
     directory = comparison_directory(base) if resume is None else resumed_directory(base, Path(resume))
-    summaries = []
+    done: dict[tuple[str, int], ExperimentResult] = {}
+    todo: list[tuple[str, int, ExperimentConfig]] = []
     for name in strategies:
-        runs = []
         for seed in seeds:
             config = replace(base, strategy=name, strategy_options=options[name], seed=seed, out_dir=None)
             run = finished_run(config, directory / name)
-            log(f"== {name}, seed {seed}" + (f": finished earlier, read from {run.directory}" if run else ""))
-            if run is None:
-                run_dir = unique_directory(directory / name, config.run_name())
-                run = run_experiment(replace(config, out_dir=str(run_dir)), log)
-            runs.append(run)
-        summaries.append(summarise(name, runs, targets))
-    comparison = Comparison(summaries, directory, targets)
+            if run is not None:
+                log(f"== {name}, seed {seed}: finished earlier, read from {run.directory}")
+                done[(name, seed)] = run
+            else:
+                todo.append((name, seed, config))
+    run_grid = run_locally if executor == "local" else run_in_processes
+    failed = run_grid(todo, directory, done, log, jobs=jobs, retries=retries, runner=runner, progress=base.progress)
+    summaries = []
+    for name in strategies:
+        runs = [done[(name, seed)] for seed in seeds if (name, seed) in done]
+        if runs:
+            summaries.append(summarise(name, runs, targets))
+    if not summaries:
+        first = failed[0]
+        raise DalkitError(
+            f"every run failed (e.g. {first.strategy}, seed {first.seed}: {first.error}); see the messages above."
+        )
+    comparison = Comparison(summaries, directory, targets, failed)
     write_comparison(comparison, base)
     return comparison
+
+
+def run_locally(todo, directory, done, log, *, jobs, retries, runner, progress) -> list[FailedRun]:
+    """One run after another in this process, each printing its cycles."""
+    failed = []
+    for name, seed, config in todo:
+        for attempt in range(1, retries + 2):
+            log(f"== {name}, seed {seed}" + (f" (attempt {attempt})" if attempt > 1 else ""))
+            try:
+                done[(name, seed)] = run_in_folder(config, directory / name, log, runner)
+                break
+            except Exception as error:  # noqa: BLE001 - a run's failure is reported, the grid goes on
+                log(f"== {name}, seed {seed} failed: {one_sentence(error)}")
+                if attempt == retries + 1:
+                    failed.append(FailedRun(name, seed, one_sentence(error), attempt))
+    return failed
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _work(config: ExperimentConfig, folder: Path, runner) -> ExperimentResult:
+    """What a worker process runs: one run, silently (the driver prints one line when it ends)."""
+    return run_in_folder(replace(config, progress=False), folder, _quiet, runner)
+
+
+def run_in_processes(todo, directory, done, log, *, jobs, retries, runner, progress) -> list[FailedRun]:
+    """Each run in its own spawned worker process, at most `jobs` at once; one line per finished run and a
+    bar over the grid. A worker that dies (killed, out of memory) breaks the pool: its runs count one failed
+    attempt each and a new pool takes the rest."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tqdm.auto import tqdm
+
+    failed: list[FailedRun] = []
+    attempts = {(name, seed): 0 for name, seed, _ in todo}
+    queue = list(todo)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress or not todo)
+    context = multiprocessing.get_context("spawn")
+    while queue:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(queue)), mp_context=context) as pool:
+            pending = {}
+            for task in queue:
+                name, seed, config = task
+                attempts[(name, seed)] += 1
+                pending[pool.submit(_work, config, directory / name, runner)] = task
+            queue = []
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name, seed, config = task = pending.pop(future)
+                    try:
+                        run = future.result()
+                    except Exception as error:  # noqa: BLE001 - reported, retried or listed as failed
+                        reason = one_sentence(error)
+                        if attempts[(name, seed)] <= retries:
+                            log(f"== {name}, seed {seed} failed ({reason}); trying again")
+                            if isinstance(error, BrokenProcessPool):
+                                queue.append(task)
+                            else:
+                                attempts[(name, seed)] += 1
+                                pending[pool.submit(_work, config, directory / name, runner)] = task
+                        else:
+                            log(f"== {name}, seed {seed} failed after {attempts[(name, seed)]} attempt(s): {reason}")
+                            failed.append(FailedRun(name, seed, reason, attempts[(name, seed)]))
+                            bar.update()
+                        continue
+                    done[(name, seed)] = run
+                    accuracy = f"{100 * run.accuracy[-1]:.2f}%" if run.accuracy else "-"
+                    log(f"== {name}, seed {seed}: finished, final accuracy {accuracy}, in {run.directory}")
+                    bar.update()
+    bar.close()
+    return failed
+
+
+PARTIAL = ".partial-"  # the prefix of a run's directory until it finishes
+
+
+def run_in_folder(
+    config: ExperimentConfig,
+    folder: Path,
+    log: Callable[[str], None] = print,
+    runner: Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult] | None = None,
+) -> ExperimentResult:
+    """Run `config` in a temporary folder/.partial-NAME-XXXX/ and rename it to folder/NAME (or NAME-2, ...) once
+    it finished, so a run that fails or is killed never has a final name and `--resume` never reads it as
+    finished. A run that raises leaves nothing behind; one that is killed leaves its .partial- folder, which
+    `finished_run` skips and may be deleted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = config.run_name()
+    partial = folder / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        result = (runner or run_experiment)(replace(config, out_dir=str(partial)), log)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    final, k = folder / name, 2
+    while True:  # never onto an existing folder (POSIX rename replaces an empty one)
+        if not final.exists():
+            try:
+                os.rename(partial, final)
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+        final, k = folder / f"{name}-{k}", k + 1
+    config_path = final / "config.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        recorded = json.loads(config_path.read_text())
+        recorded["experiment"]["out_dir"] = str(final)
+        config_path.write_text(json.dumps(recorded, indent=2, default=str) + "\n")
+    return replace(result, config=replace(result.config, out_dir=str(final)), directory=final)
 
 
 def comparison_directory(base: ExperimentConfig) -> Path:
@@ -227,7 +397,7 @@ def settings(experiment: dict) -> dict:
 
 
 def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | None:
-    """A run in `folder` that finished (wrote cycles.csv) with the settings of `config`, if any.
+    """A run in `folder` that finished (renamed from .partial-, wrote cycles.csv) with the settings of `config`.
 
     A field that a run's config.json lacks (recorded before the option existed) counts as its default.
     """
@@ -235,7 +405,7 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
     defaults = settings(asdict(ExperimentConfig()))
     for config_path in sorted(folder.glob("*/config.json")):
         directory = config_path.parent
-        if not is_finished(directory):
+        if directory.name.startswith(PARTIAL) or not is_finished(directory):
             continue
         try:
             experiment = json.loads(config_path.read_text())["experiment"]
@@ -252,6 +422,11 @@ def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
     if comparison.targets:
         text += "\n\nlabels to reach a test accuracy:\n" + comparison.targets_table()
         markdown += "\n\nLabels to reach a test accuracy:\n\n" + comparison.targets_table(markdown=True)
+    if comparison.failed:
+        text += "\n\nfailed runs (left out of the means):\n" + comparison.failures()
+        markdown += "\n\nFailed runs (left out of the means):\n\n" + "\n".join(
+            f"- {line}" for line in comparison.failures().splitlines()
+        )
     (directory / "summary.txt").write_text(text + "\n")
     (directory / "summary.md").write_text(markdown + "\n")
     summary = {
@@ -267,6 +442,11 @@ def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
         for s in comparison.summaries
     }
     (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    failed = directory / "failed.json"
+    if comparison.failed:
+        failed.write_text(json.dumps([asdict(f) for f in comparison.failed], indent=2) + "\n")
+    else:
+        failed.unlink(missing_ok=True)
     seeds = len(comparison.summaries[0].runs)
     plot_learning_curves(
         {s.strategy: (s.labelled, s.mean, s.std) for s in comparison.summaries},

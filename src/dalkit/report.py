@@ -53,8 +53,10 @@ def plot_learning_curves(
     curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float] | None]],
     path: Path,
     title: str,
+    published: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float] | None]] | None = None,
 ) -> Path:
-    """One PNG with accuracy vs labelled images per curve, a band of +-1 std where given."""
+    """One PNG with accuracy vs labelled images per curve, a band of +-1 std where given; `published` curves
+    (the same shape) dashed with error bars, beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,6 +69,10 @@ def plot_learning_curves(
         if std is not None:
             std = 100 * np.asarray(std, dtype=float)
             ax.fill_between(x, mean - std, mean + std, alpha=0.18)
+    for label, (x, mean, std) in (published or {}).items():
+        mean = 100 * np.asarray(mean, dtype=float)
+        err = None if std is None else 100 * np.asarray(std, dtype=float)
+        ax.errorbar(x, mean, yerr=err, linestyle="--", marker="x", markersize=5, capsize=3, label=label)
     ax.set_xlabel("labelled images")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)

@@ -1,0 +1,172 @@
+"""`dalkit report`: tables, a CSV and a plot rebuilt from finished run directories (a comparison's, single runs',
+or both), optionally beside published results.
+
+A finished run is a directory with config.json and cycles.csv whose name does not start with .partial- (see
+`compare.run_in_folder`). Runs are grouped by strategy (and by data set and model when the runs span several).
+The published CSV has the columns method, labelled, accuracy (test accuracy in %), optionally std (in %) and
+source; each (method, source) becomes a curve on the plot and a row of the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dalkit.compare import PARTIAL, summarise
+from dalkit.errors import DalkitError
+from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
+from dalkit.report import markdown_table, plot_learning_curves
+from dalkit.results import is_finished, read_jsonl, unique_directory
+
+
+@dataclass
+class FoundRun:
+    directory: Path
+    experiment: dict
+    records: list[dict]
+
+
+@dataclass
+class PublishedCurve:
+    label: str
+    labelled: list[int]
+    accuracy: list[float]  # fractions, like a run's
+    std: list[float | None] | None  # per point; None where the source gives none
+
+
+@dataclass
+class Report:
+    directory: Path
+    table: str
+    runs: int
+
+
+def find_runs(paths: list[str | Path]) -> list[FoundRun]:
+    """Every finished run in `paths` (each a run directory or a folder holding runs at any depth), once each."""
+    found: dict[Path, FoundRun] = {}
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            raise DalkitError(f"{path} is not a folder; give run or comparison directories to `dalkit report`.")
+        candidates = [path] if is_finished(path) else sorted(p.parent for p in path.rglob("cycles.csv"))
+        runs = [d for d in candidates if not any(part.startswith(PARTIAL) for part in d.relative_to(path).parts)]
+        runs = [d for d in runs if (d / "config.json").is_file() and is_finished(d)]
+        if not runs:
+            raise DalkitError(f"{path} holds no finished dalkit run (none with config.json and cycles.csv).")
+        for directory in runs:
+            try:
+                experiment = json.loads((directory / "config.json").read_text())["experiment"]
+                records = read_jsonl(directory / "cycles.jsonl")
+            except (ValueError, KeyError, TypeError) as error:
+                raise DalkitError(f"{directory} is not a readable dalkit run ({error}); leave it out.") from None
+            found.setdefault(directory.resolve(), FoundRun(directory, experiment, records))
+    return list(found.values())
+
+
+def read_published(path: str | Path) -> list[PublishedCurve]:
+    """Curves from a CSV with columns method, labelled, accuracy (%), optional std (%), source."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+            columns = set(rows[0]) if rows else set()
+    except FileNotFoundError:
+        raise DalkitError(f"--published {path} does not exist; give a CSV of published results.") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DalkitError(f"--published {path} cannot be read as CSV ({error}); give a CSV file.") from None
+    missing = [c for c in ("method", "labelled", "accuracy", "source") if c not in columns]
+    if missing:
+        raise DalkitError(
+            f"--published {path} lacks the column(s) {', '.join(missing)}; it needs method, labelled, accuracy "
+            f"(test accuracy in %), optional std, and source."
+        )
+    curves: dict[str, list[tuple[int, float, float | None]]] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            labelled = int(float(row["labelled"]))
+            accuracy = float(row["accuracy"])
+            std = float(row["std"]) if row.get("std") not in (None, "") else None
+        except (TypeError, ValueError):
+            raise DalkitError(
+                f"--published {path} line {line}: labelled, accuracy and std must be numbers; fix that row."
+            ) from None
+        if not 0 <= accuracy <= 100 or labelled < 0:
+            raise DalkitError(
+                f"--published {path} line {line}: accuracy is a test accuracy in % (0 to 100) and labelled a count; "
+                "fix that row."
+            )
+        label = f"{row['method'].strip()} ({row['source'].strip()})" if row["source"].strip() else row["method"]
+        curves.setdefault(label, []).append((labelled, accuracy / 100, None if std is None else std / 100))
+    result = []
+    for label, points in curves.items():
+        points.sort()
+        stds = [p[2] for p in points]
+        no_std = all(d is None for d in stds)
+        result.append(PublishedCurve(label, [p[0] for p in points], [p[1] for p in points], None if no_std else stds))
+    return result
+
+
+def build_report(paths: list[str | Path], published: str | Path | None = None, out: str | Path | None = None) -> Report:
+    """report.md (mean +- std per budget and AULC per strategy, published rows beside them), cycles.csv (every
+    cycle of every run) and curves.png (mean +- std bands; published curves dashed) in `out`."""
+    runs = find_runs(paths)
+    curves = read_published(published) if published is not None else []
+    directory = unique_directory(RUNS, "report") if out is None else Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = {(r.experiment.get("dataset"), r.experiment.get("model")) for r in runs}
+    groups: dict[str, list[FoundRun]] = {}
+    for run in runs:
+        name = str(run.experiment.get("strategy"))
+        if len(settings) > 1:
+            name = f"{name} ({run.experiment.get('dataset')}, {run.experiment.get('model')})"
+        groups.setdefault(name, []).append(run)
+    summaries = []
+    for name, group in groups.items():
+        results = [ExperimentResult(ExperimentConfig(), r.records, r.directory) for r in group]
+        if len({tuple(r.labelled) for r in results}) != 1:
+            raise DalkitError(
+                f"the runs of {name} were evaluated at different labelled-set sizes "
+                f"({', '.join(str(r.directory) for r in group)}); report them separately."
+            )
+        summaries.append(summarise(name, results))
+    budgets = sorted({b for s in summaries for b in s.labelled} | {b for c in curves for b in c.labelled})
+    rows = []
+    for s in summaries:
+        cells = dict(zip(s.labelled, (f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std))))
+        seeds = sorted(r.experiment.get("seed") for r in groups[s.strategy])
+        aulc = f"{100 * s.aulc_mean:.2f} +- {100 * s.aulc_std:.2f}"
+        rows.append([s.strategy, len(seeds), *[cells.get(b, "-") for b in budgets], aulc])
+    for c in curves:
+        stds = c.std or [None] * len(c.labelled)
+        cells = {
+            b: f"{100 * a:.2f}" + ("" if d is None else f" +- {100 * d:.2f}")
+            for b, a, d in zip(c.labelled, c.accuracy, stds)
+        }
+        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-"])
+    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC"], rows)
+    note = "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve."
+    (directory / "report.md").write_text(f"{note}\n\n{table}\n")
+    with open(directory / "cycles.csv", "w", newline="") as f:
+        writer = csv.DictWriter(
+            f, fieldnames=["strategy", "seed", "dataset", "model", "run", *CSV_COLUMNS], extrasaction="ignore"
+        )
+        writer.writeheader()
+        for name, group in groups.items():
+            for run in group:
+                meta = {k: run.experiment.get(k) for k in ("seed", "dataset", "model")}
+                for record in run.records:
+                    writer.writerow({**record, **meta, "strategy": name, "run": str(run.directory)})
+    plot_learning_curves(
+        {s.strategy: (s.labelled, s.mean, s.std) for s in summaries},
+        directory / "curves.png",
+        f"{len(runs)} run(s): mean +- std per strategy" + ("; published dashed" if curves else ""),
+        published={
+            c.label: (c.labelled, c.accuracy, None if c.std is None else [np.nan if d is None else d for d in c.std])
+            for c in curves
+        },
+    )
+    return Report(directory, table, len(runs))

@@ -1,0 +1,79 @@
+"""`dalkit report`: tables, CSV and plot rebuilt from finished runs, with published results beside them."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from dalkit.cli import main
+
+FAST = ["--epochs", "2", "--initial", "10", "--budget", "5", "--cycles", "2", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A comparison (random, margin x seeds 0, 1), a single run, and an unfinished .partial- run inside."""
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["compare", *FAST, "--strategies", "random,margin", "--seeds", "0,1", "--out", str(root / "cmp")]) == 0
+    assert main(["run", *FAST, "--strategy", "entropy", "--seed", "3", "--out", str(root / "single")]) == 0
+    partial = root / "cmp" / "random" / ".partial-digits-random-seed9-dead"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    (partial / "cycles.csv").write_text("cycle\n")
+    return root
+
+
+def test_report_rebuilds_table_csv_and_plot_with_published_points(finished, tmp_path, capsys):
+    published = tmp_path / "published.csv"
+    published.write_text(
+        "method,labelled,accuracy,std,source\n"
+        "Core-Set,10,40.0,1.5,Sener 2018\nCore-Set,20,55.5,,Sener 2018\nBALD,15,50,2,Gal 2017\n"
+    )
+    out = tmp_path / "report"
+    args = ["report", str(finished / "cmp"), str(finished / "single"), "--published", str(published), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "5 run(s)" in printed and "report.md" in printed
+    lines = (out / "report.md").read_text().splitlines()
+    assert lines[2] == "| strategy | runs | 10 | 15 | 20 | AULC |"
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines[4:]}
+    assert set(rows) == {"random", "margin", "entropy", "Core-Set (Sener 2018)", "BALD (Gal 2017)"}
+    assert "| random | 2 |" in rows["random"] and "+-" in rows["random"] and rows["random"].endswith("|")
+    assert "| 40.00 +- 1.50 | - | 55.50 | - |" in rows["Core-Set (Sener 2018)"]
+    with open(out / "cycles.csv", newline="") as f:
+        cycles = list(csv.DictReader(f))
+    assert len(cycles) == 5 * 2 and {c["strategy"] for c in cycles} == {"random", "margin", "entropy"}
+    assert {c["seed"] for c in cycles if c["strategy"] == "entropy"} == {"3"} and cycles[0]["accuracy"]
+    assert (out / "curves.png").stat().st_size > 1000
+
+
+def test_report_of_one_run_directory_without_published(finished, tmp_path):
+    run = next(p for p in (finished / "cmp" / "margin").iterdir())
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
+    assert "| margin | 1 |" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("method,labelled,accuracy\nx,10,50\n", "lacks the column(s) source"),
+        ("method,labelled,accuracy,source\nx,ten,50,s\n", "line 2: labelled, accuracy and std must be numbers"),
+        ("method,labelled,accuracy,source\nx,10,0.5e3,s\n", "line 2: accuracy is a test accuracy in %"),
+        ("", "lacks the column(s) method, labelled, accuracy, source"),
+    ],
+)
+def test_a_bad_published_csv_is_one_sentence(finished, text, words, tmp_path, capsys):
+    published = tmp_path / "bad.csv"
+    published.write_text(text)
+    assert main(["report", str(finished / "single"), "--published", str(published), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+
+
+def test_report_needs_finished_runs(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds no finished dalkit run" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--published", str(tmp_path / "none.csv")]) == 2
