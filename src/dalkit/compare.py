@@ -233,6 +233,7 @@ def run_comparison(
                 todo.append((name, seed, config))
     run_grid = run_locally if executor == "local" else run_in_processes
     failed = run_grid(todo, directory, done, log, jobs=jobs, retries=retries, runner=runner, progress=base.progress)
+    failed.sort(key=lambda f: (strategies.index(f.strategy), seeds.index(f.seed)))  # grid order, not finishing order
     summaries = []
     for name in strategies:
         runs = [done[(name, seed)] for seed in seeds if (name, seed) in done]
