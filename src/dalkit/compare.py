@@ -265,13 +265,9 @@ def run_locally(todo, directory, done, log, *, jobs, retries, runner, progress) 
     return failed
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def _work(config: ExperimentConfig, folder: Path, runner) -> ExperimentResult:
     """What a worker process runs: one run, silently (the driver prints one line when it ends)."""
-    return run_in_folder(replace(config, progress=False), folder, _quiet, runner)
+    return run_in_folder(replace(config, progress=False), folder, lambda _: None, runner)
 
 
 def run_in_processes(todo, directory, done, log, *, jobs, retries, runner, progress) -> list[FailedRun]:
