@@ -35,6 +35,7 @@ def flaky_runner(config: ExperimentConfig, log) -> ExperimentResult:
 def test_processes_give_the_same_summary_as_local(tmp_path, capsys):
     grid = ["--strategies", "random,margin", "--seeds", "0,1"]
     assert main(["compare", *FAST, *grid, "--out", str(tmp_path / "local")]) == 0
+    capsys.readouterr()
     out = ["--out", str(tmp_path / "processes")]
     assert main(["compare", *FAST, *grid, "--executor", "processes", "--jobs", "2", *out]) == 0
     printed = capsys.readouterr().out
@@ -77,9 +78,9 @@ def test_every_run_failing_is_one_sentence_and_retries_zero_tries_once(tmp_path)
 
 
 def test_compare_exits_1_when_a_run_failed(tmp_path, monkeypatch, capsys):
-    import dalkit.compare
+    import dalkit.executors
 
-    monkeypatch.setattr(dalkit.compare, "run_experiment", flaky_runner)
+    monkeypatch.setattr(dalkit.executors, "run_experiment", flaky_runner)
     args = ["compare", *FAST, "--strategies", "random,margin", "--seeds", "0", "--retries", "1", "--out", str(tmp_path)]
     assert main(args) == 1
     out = capsys.readouterr().out

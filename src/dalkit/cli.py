@@ -200,19 +200,27 @@ def command_run(args: argparse.Namespace) -> None:
     print(f"\nrun directory: {result.directory} (learning curve: {result.directory / 'curve.png'})")
 
 
+def names(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 def command_compare(args: argparse.Namespace) -> int:
     from dalkit.compare import run_comparison
+    from dalkit.executors import Resources
 
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.datasets and args.dataset:
+        raise DalkitError("give --dataset or --datasets, not both; --datasets a,b runs every data set in the grid.")
     comparison = run_comparison(
         build_config(args),
-        strategies,
+        names(args.strategies),
         args.seeds,
         resume=args.resume,
         targets=args.targets,
         executor=args.executor,
         jobs=args.jobs,
         retries=args.retries,
+        datasets=names(args.datasets) or None,
+        resources=Resources(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run),
     )
     print()
     print(f"test accuracy (%) by labelled images, mean +- std over seeds {args.seeds}:")
@@ -330,12 +338,32 @@ def make_parser() -> argparse.ArgumentParser:
         help="continue the comparison in DIR: its runs that finished with the same settings are reused",
     )
     compare.add_argument(
+        "--datasets",
+        metavar="A,B",
+        help="comma-separated data sets: the grid becomes data sets x strategies x seeds (one table per data set)",
+    )
+    compare.add_argument(
+        "--grid",
+        metavar="FILE",
+        help="a TOML file of compare's options (datasets, strategies, seeds, epochs, ...); the command line wins",
+    )
+    compare.add_argument(
         "--executor",
-        choices=["local", "processes"],
+        choices=["local", "processes", "ray"],
         default="local",
-        help="local: one run after another here; processes: each run in its own process, --jobs at once",
+        help="local: one run after another here; processes: each run in its own process, --jobs at once; "
+        "ray: each run a Ray task (needs dalkit[ray])",
     )
     compare.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once with --executor processes")
+    compare.add_argument(
+        "--address", metavar="ADDR", help="with --executor ray: the Ray cluster to join; default a local Ray"
+    )
+    compare.add_argument(
+        "--cpus-per-run", type=float, default=1.0, metavar="N", help="with --executor ray: CPUs per run; default 1"
+    )
+    compare.add_argument(
+        "--gpus-per-run", type=float, default=0.0, metavar="F", help="with --executor ray: GPUs per run, e.g. 0.5"
+    )
     compare.add_argument(
         "--retries",
         type=int,
@@ -343,7 +371,7 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="tries again a run that fails, R times; one that still fails is reported and the command exits 1",
     )
-    compare.set_defaults(handler=command_compare)
+    compare.set_defaults(handler=command_compare, parser=compare)
     report = sub.add_parser(
         "report",
         help="tables, a CSV and a plot rebuilt from finished run directories",
@@ -386,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "grid", None):
+            from dalkit.gridfile import grid_arguments
+
+            given = list(sys.argv[1:] if argv is None else argv)
+            args = parser.parse_args([args.command, *grid_arguments(args.grid, args.parser), *given[1:]])
         code = args.handler(args)
     except DalkitError as error:
         print(f"dalkit: error: {error}", file=sys.stderr)

@@ -2,7 +2,7 @@
 or both), optionally beside published results.
 
 A finished run is a directory with config.json and cycles.csv whose name does not start with .partial- (see
-`compare.run_in_folder`). Runs are grouped by strategy (and by data set and model when the runs span several).
+`executors.run_in_folder`). Runs are grouped by strategy (and by data set and model when the runs span several).
 The published CSV has the columns method, labelled, accuracy (test accuracy in %), optionally std (in %) and
 source; each (method, source) becomes a curve on the plot and a row of the table.
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dalkit.compare import PARTIAL, summarise
+from dalkit.compare import summarise
 from dalkit.errors import DalkitError
+from dalkit.executors import PARTIAL
 from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
 from dalkit.report import markdown_table, plot_learning_curves
 from dalkit.results import is_finished, read_jsonl, unique_directory

@@ -5,11 +5,7 @@ to reach 10% and 5% test error on MNIST, BatchBALD 2019 Table 1 the labels to re
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,8 +14,10 @@ import numpy as np
 
 from dalkit.data import dataset_label
 from dalkit.errors import DalkitError
-from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult, run_experiment
+from dalkit.executors import PARTIAL, FailedRun, Resources, Runner, Task, Tracker, run_in_processes, run_locally
+from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult
 from dalkit.options import options_for
+from dalkit.ray_executor import run_on_ray
 from dalkit.report import area_under_curve, format_table, labels_to_reach, markdown_table, plot_learning_curves
 from dalkit.results import is_finished, read_jsonl, unique_directory
 from dalkit.strategies import create_strategy
@@ -80,6 +78,44 @@ class StrategySummary:
     aulc_std: float
     runs: list[ExperimentResult]
     targets: list[TargetSummary] = field(default_factory=list)
+    dataset: str = ""
+
+
+def accuracy_table(summaries: list[StrategySummary], markdown: bool = False) -> str:
+    """Mean +- std test accuracy (%) per labelled-set size, and the normalised AULC; in Markdown, the best mean of
+    each column is in bold."""
+    budgets = summaries[0].labelled
+    headers = ["strategy", *[str(b) for b in budgets], "AULC"]
+    means = np.array([[*s.mean, s.aulc_mean] for s in summaries])
+    stds = np.array([[*s.std, s.aulc_std] for s in summaries])
+    best = means.max(0)
+    rows = []
+    for s, mean, std in zip(summaries, means, stds):
+        cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(mean, std)]
+        if markdown:
+            cells = [f"**{c}**" if m == top else c for c, m, top in zip(cells, mean, best)]
+        rows.append([s.strategy, *cells])
+    return markdown_table(headers, rows) if markdown else format_table(headers, rows)
+
+
+def targets_table(summaries: list[StrategySummary], targets: tuple[float, ...], markdown: bool = False) -> str:
+    """Per strategy and target accuracy, the labels needed to first reach it (see `TargetSummary.cell`); in
+    Markdown, the fewest labels of each column (every seed reaching it) in bold."""
+    headers = ["strategy", *[f"{t:g}%" for t in targets]]
+    best = []
+    for k in range(len(targets)):
+        complete = [s.targets[k].mean for s in summaries if len(s.targets[k].reached) == len(s.runs)]
+        best.append(min(complete) if complete else None)
+    rows = []
+    for s in summaries:
+        cells = [t.cell() for t in s.targets]
+        if markdown:
+            cells = [
+                f"**{c}**" if top is not None and len(t.reached) == len(t.labels) and t.mean == top else c
+                for c, t, top in zip(cells, s.targets, best)
+            ]
+        rows.append([s.strategy, *cells])
+    return markdown_table(headers, rows) if markdown else format_table(headers, rows)
 
 
 @dataclass
@@ -89,51 +125,41 @@ class Comparison:
     targets: tuple[float, ...] = ()
     failed: list[FailedRun] = field(default_factory=list)
 
+    def by_dataset(self) -> dict[str, list[StrategySummary]]:
+        """The summaries of each data set, in grid order."""
+        groups: dict[str, list[StrategySummary]] = {}
+        for s in self.summaries:
+            groups.setdefault(s.dataset, []).append(s)
+        return groups
+
+    def per_dataset(self, render: Callable[[list[StrategySummary]], str]) -> str:
+        """`render` of the summaries; with several data sets, one titled block per data set."""
+        groups = self.by_dataset()
+        if len(groups) == 1:
+            return render(self.summaries)
+        return "\n\n".join(f"{dataset_label(name)}:\n\n{render(group)}" for name, group in groups.items())
+
     def failures(self) -> str:
         """One line per run that failed after its retries (empty when none did)."""
+        several = len({f.dataset for f in self.failed} | set(self.by_dataset())) > 1
         return "\n".join(
-            f"{f.strategy}, seed {f.seed}: failed after {f.attempts} attempt(s): {f.error}" for f in self.failed
+            (f"{dataset_label(f.dataset)} / " if several else "")
+            + f"{f.strategy}, seed {f.seed}: failed after {f.attempts} attempt(s): {f.error}"
+            for f in self.failed
         )
 
     def targets_table(self, markdown: bool = False) -> str:
-        """Per strategy and target accuracy, the labels needed to first reach it (see `TargetSummary.cell`), with
-        the note that says how to read it; in Markdown, the fewest labels of each column (every seed reaching
-        it) in bold."""
-        headers = ["strategy", *[f"{t:g}%" for t in self.targets]]
-        best = []
-        for k in range(len(self.targets)):
-            complete = [s.targets[k].mean for s in self.summaries if len(s.targets[k].reached) == len(s.runs)]
-            best.append(min(complete) if complete else None)
-        rows = []
-        for s in self.summaries:
-            cells = [t.cell() for t in s.targets]
-            if markdown:
-                cells = [
-                    f"**{c}**" if top is not None and len(t.reached) == len(t.labels) and t.mean == top else c
-                    for c, t, top in zip(cells, s.targets, best)
-                ]
-            rows.append([s.strategy, *cells])
-        table = markdown_table(headers, rows) if markdown else format_table(headers, rows)
-        return f"{table}\n\n{TARGETS_NOTE}"
+        """`targets_table` per data set, with the note that says how to read it."""
+        return self.per_dataset(lambda group: targets_table(group, self.targets, markdown)) + f"\n\n{TARGETS_NOTE}"
 
     def table(self, markdown: bool = False) -> str:
-        """Mean +- std test accuracy (%) per labelled-set size, and the normalised AULC; in Markdown, the best
-        mean of each column is in bold."""
-        budgets = self.summaries[0].labelled
-        headers = ["strategy", *[str(b) for b in budgets], "AULC"]
-        means = np.array([[*s.mean, s.aulc_mean] for s in self.summaries])
-        stds = np.array([[*s.std, s.aulc_std] for s in self.summaries])
-        best = means.max(0)
-        rows = []
-        for s, mean, std in zip(self.summaries, means, stds):
-            cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(mean, std)]
-            if markdown:
-                cells = [f"**{c}**" if m == top else c for c, m, top in zip(cells, mean, best)]
-            rows.append([s.strategy, *cells])
-        return markdown_table(headers, rows) if markdown else format_table(headers, rows)
+        """`accuracy_table` per data set."""
+        return self.per_dataset(lambda group: accuracy_table(group, markdown))
 
 
-def summarise(strategy: str, runs: list[ExperimentResult], targets: Sequence[float] = ()) -> StrategySummary:
+def summarise(
+    strategy: str, runs: list[ExperimentResult], targets: Sequence[float] = (), dataset: str = ""
+) -> StrategySummary:
     lengths = {len(r.accuracy) for r in runs}
     if len(lengths) != 1:
         raise RuntimeError(f"runs of {strategy} evaluated at different budgets")
@@ -150,6 +176,7 @@ def summarise(strategy: str, runs: list[ExperimentResult], targets: Sequence[flo
         float(aulc.std()),
         runs,
         reach,
+        dataset,
     )
 
 
@@ -163,22 +190,7 @@ def check_targets(targets: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(t) for t in targets)
 
 
-EXECUTORS = ("local", "processes")
-
-
-@dataclass
-class FailedRun:
-    """A (strategy, seed) run that failed on every attempt: its last error, in one sentence."""
-
-    strategy: str
-    seed: int
-    error: str
-    attempts: int
-
-
-def one_sentence(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+EXECUTORS = {"local": run_locally, "processes": run_in_processes, "ray": run_on_ray}
 
 
 def run_comparison(
@@ -191,12 +203,16 @@ def run_comparison(
     executor: str = "local",
     jobs: int = 1,
     retries: int = 2,
-    runner: Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult] | None = None,
+    runner: Runner | None = None,
+    datasets: Sequence[str] | None = None,
+    resources: Resources | None = None,
 ) -> Comparison:
-    """Run every strategy with every seed (same seed -> same initial set) and summarise.
+    """Run every strategy with every seed (same seed -> same initial set) on every data set and summarise.
 
     The comparison's directory is `base.out_dir` (or a new runs/compare-DATASET-MODEL/), and each run is in
     its STRATEGY/ folder, written under a .partial- name and renamed when it finished (`run_in_folder`).
+    `datasets` (default: `base.dataset` alone) makes the grid data sets x strategies x seeds; runs are named
+    DATASET-STRATEGY-seedN, and the summaries come one table per data set.
     `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only, while a plain key goes
     to every strategy. `resume`, an earlier comparison's directory, continues it there: each run that finished in
     it with the same settings is read back instead of run again (see `finished_run`), so an interrupted benchmark
@@ -204,41 +220,59 @@ def run_comparison(
     %) add, per strategy, the labels each seed needed to first reach each (`Comparison.targets_table`, and in
     summary.md / summary.json).
 
-    `executor`: "local" runs one run after another in this process; "processes" runs each (strategy, seed) in
-    its own worker process (spawned), at most `jobs` at once, printing one line per finished run. A run that
-    raises is tried again up to `retries` times; one that still fails is left out of the means and listed in
-    `Comparison.failed` (and summary.txt, summary.md, failed.json); every run failing is a DalkitError. `runner`
-    replaces `run_experiment` (tests; with "processes" it must be importable by name).
+    `executor` (see `dalkit.executors`): "local" runs one run after another in this process; "processes" runs
+    each run in its own spawned worker process, at most `jobs` at once; "ray" makes each run a Ray task asking
+    for `resources.cpus_per_run` CPUs and `resources.gpus_per_run` GPUs (`dalkit.ray_executor`). The last two
+    print one line per finished run and a bar over the grid. A run that raises is tried again up to `retries`
+    times; one that still fails is left out of the means and listed in `Comparison.failed` (and summary.txt,
+    summary.md, failed.json); every run failing is a DalkitError. `runner` replaces `run_experiment` (tests;
+    with "processes" and "ray" it must be importable by name).
     """
     base.validate()
     targets = check_targets(targets or ())
     if executor not in EXECUTORS:
         raise DalkitError(f"--executor {executor} is not one of {', '.join(EXECUTORS)}; pick one of them.")
+    resources = replace(resources or Resources(), jobs=jobs)
     if jobs < 1 or retries < 0:
         raise DalkitError(f"--jobs must be 1 or more and --retries 0 or more (got {jobs} and {retries}).")
+    if resources.cpus_per_run <= 0 or resources.gpus_per_run < 0:
+        raise DalkitError(
+            f"--cpus-per-run must be above 0 and --gpus-per-run 0 or more (got {resources.cpus_per_run:g} and "
+            f"{resources.gpus_per_run:g})."
+        )
+    datasets = list(datasets or [base.dataset])
+    if len(set(datasets)) != len(datasets) or len(set(strategies)) != len(strategies) or len(set(seeds)) != len(seeds):
+        raise DalkitError("--datasets, --strategies and --seeds must each name every entry once; drop the repeats.")
     options = {name: options_for(name, base.strategy_options) for name in strategies}
     for name in strategies:  # fail on a bad name or option before any training
         create_strategy(name, **options[name])
     directory = comparison_directory(base) if resume is None else resumed_directory(base, Path(resume))
-    done: dict[tuple[str, int], ExperimentResult] = {}
-    todo: list[tuple[str, int, ExperimentConfig]] = []
-    for name in strategies:
-        for seed in seeds:
-            config = replace(base, strategy=name, strategy_options=options[name], seed=seed, out_dir=None)
-            run = finished_run(config, directory / name)
-            if run is not None:
-                log(f"== {name}, seed {seed}: finished earlier, read from {run.directory}")
-                done[(name, seed)] = run
-            else:
-                todo.append((name, seed, config))
-    run_grid = run_locally if executor == "local" else run_in_processes
-    failed = run_grid(todo, directory, done, log, jobs=jobs, retries=retries, runner=runner, progress=base.progress)
-    failed.sort(key=lambda f: (strategies.index(f.strategy), seeds.index(f.seed)))  # grid order, not finishing order
+    done: dict[tuple[str, str, int], ExperimentResult] = {}
+    todo: list[Task] = []
+    for dataset in datasets:
+        for name in strategies:
+            for seed in seeds:
+                config = replace(
+                    base, dataset=dataset, strategy=name, strategy_options=options[name], seed=seed, out_dir=None
+                )
+                label = f"{name}, seed {seed}" if len(datasets) == 1 else f"{dataset} / {name}, seed {seed}"
+                run = finished_run(config, directory / name)
+                if run is not None:
+                    log(f"== {label}: finished earlier, read from {run.directory}")
+                    done[(dataset, name, seed)] = run
+                else:
+                    todo.append(Task(dataset, name, seed, config, directory / name, label))
+    tracker = Tracker(todo, done, log, retries, bar=base.progress and executor != "local")
+    EXECUTORS[executor](todo, tracker, runner, resources)
+    failed = tracker.close()
+    order = [(d, s, n) for d in datasets for s in strategies for n in seeds]
+    failed.sort(key=lambda f: order.index((f.dataset, f.strategy, f.seed)))  # grid order, not finishing order
     summaries = []
-    for name in strategies:
-        runs = [done[(name, seed)] for seed in seeds if (name, seed) in done]
-        if runs:
-            summaries.append(summarise(name, runs, targets))
+    for dataset in datasets:
+        for name in strategies:
+            runs = [done[(dataset, name, seed)] for seed in seeds if (dataset, name, seed) in done]
+            if runs:
+                summaries.append(summarise(name, runs, targets, dataset=dataset))
     if not summaries:
         first = failed[0]
         raise DalkitError(
@@ -247,117 +281,6 @@ def run_comparison(
     comparison = Comparison(summaries, directory, targets, failed)
     write_comparison(comparison, base)
     return comparison
-
-
-def run_locally(todo, directory, done, log, *, jobs, retries, runner, progress) -> list[FailedRun]:
-    """One run after another in this process, each printing its cycles."""
-    failed = []
-    for name, seed, config in todo:
-        for attempt in range(1, retries + 2):
-            log(f"== {name}, seed {seed}" + (f" (attempt {attempt})" if attempt > 1 else ""))
-            try:
-                done[(name, seed)] = run_in_folder(config, directory / name, log, runner)
-                break
-            except Exception as error:  # noqa: BLE001 - a run's failure is reported, the grid goes on
-                log(f"== {name}, seed {seed} failed: {one_sentence(error)}")
-                if attempt == retries + 1:
-                    failed.append(FailedRun(name, seed, one_sentence(error), attempt))
-    return failed
-
-
-def _work(config: ExperimentConfig, folder: Path, runner) -> ExperimentResult:
-    """What a worker process runs: one run, silently (the driver prints one line when it ends)."""
-    return run_in_folder(replace(config, progress=False), folder, lambda _: None, runner)
-
-
-def run_in_processes(todo, directory, done, log, *, jobs, retries, runner, progress) -> list[FailedRun]:
-    """Each run in its own spawned worker process, at most `jobs` at once; one line per finished run and a
-    bar over the grid. A worker that dies (killed, out of memory) breaks the pool: its runs count one failed
-    attempt each and a new pool takes the rest."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    from tqdm.auto import tqdm
-
-    failed: list[FailedRun] = []
-    attempts = {(name, seed): 0 for name, seed, _ in todo}
-    queue = list(todo)
-    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress or not todo)
-    context = multiprocessing.get_context("spawn")
-    while queue:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(queue)), mp_context=context) as pool:
-            pending = {}
-            for task in queue:
-                name, seed, config = task
-                attempts[(name, seed)] += 1
-                pending[pool.submit(_work, config, directory / name, runner)] = task
-            queue = []
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    name, seed, config = task = pending.pop(future)
-                    try:
-                        run = future.result()
-                    except Exception as error:  # noqa: BLE001 - reported, retried or listed as failed
-                        reason = one_sentence(error)
-                        if attempts[(name, seed)] <= retries:
-                            log(f"== {name}, seed {seed} failed ({reason}); trying again")
-                            if isinstance(error, BrokenProcessPool):
-                                queue.append(task)
-                            else:
-                                attempts[(name, seed)] += 1
-                                pending[pool.submit(_work, config, directory / name, runner)] = task
-                        else:
-                            log(f"== {name}, seed {seed} failed after {attempts[(name, seed)]} attempt(s): {reason}")
-                            failed.append(FailedRun(name, seed, reason, attempts[(name, seed)]))
-                            bar.update()
-                        continue
-                    done[(name, seed)] = run
-                    accuracy = f"{100 * run.accuracy[-1]:.2f}%" if run.accuracy else "-"
-                    log(f"== {name}, seed {seed}: finished, final accuracy {accuracy}, in {run.directory}")
-                    bar.update()
-    bar.close()
-    return failed
-
-
-PARTIAL = ".partial-"  # the prefix of a run's directory until it finishes
-
-
-def run_in_folder(
-    config: ExperimentConfig,
-    folder: Path,
-    log: Callable[[str], None] = print,
-    runner: Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult] | None = None,
-) -> ExperimentResult:
-    """Run `config` in a temporary folder/.partial-NAME-XXXX/ and rename it to folder/NAME (or NAME-2, ...) once
-    it finished, so a run that fails or is killed never has a final name and `--resume` never reads it as
-    finished. A run that raises leaves nothing behind; one that is killed leaves its .partial- folder, which
-    `finished_run` skips and may be deleted."""
-    folder.mkdir(parents=True, exist_ok=True)
-    name = config.run_name()
-    partial = folder / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
-    try:
-        result = (runner or run_experiment)(replace(config, out_dir=str(partial)), log)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    final, k = folder / name, 2
-    while True:  # never onto an existing folder (POSIX rename replaces an empty one)
-        if not final.exists():
-            try:
-                os.rename(partial, final)
-                break
-            except OSError:
-                if not final.exists():
-                    raise
-        final, k = folder / f"{name}-{k}", k + 1
-    config_path = final / "config.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        recorded = json.loads(config_path.read_text())
-        recorded["experiment"]["out_dir"] = str(final)
-        config_path.write_text(json.dumps(recorded, indent=2, default=str) + "\n")
-    return replace(result, config=replace(result.config, out_dir=str(final)), directory=final)
 
 
 def comparison_directory(base: ExperimentConfig) -> Path:
@@ -426,27 +349,33 @@ def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
         )
     (directory / "summary.txt").write_text(text + "\n")
     (directory / "summary.md").write_text(markdown + "\n")
-    summary = {
-        s.strategy: {
-            "labelled": s.labelled,
-            "mean": s.mean.tolist(),
-            "std": s.std.tolist(),
-            "aulc_mean": s.aulc_mean,
-            "aulc_std": s.aulc_std,
-            "seeds": [r.config.seed for r in s.runs],
-            **({"labels_to_reach": {f"{t.target:g}": t.as_dict() for t in s.targets}} if s.targets else {}),
-        }
-        for s in comparison.summaries
-    }
+    groups = comparison.by_dataset()
+    summaries = {name: {s.strategy: summary_entry(s) for s in group} for name, group in groups.items()}
+    # one data set: {strategy: ...} as ever; several: {data set: {strategy: ...}}
+    summary = next(iter(summaries.values())) if len(groups) == 1 else summaries
     (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     failed = directory / "failed.json"
     if comparison.failed:
         failed.write_text(json.dumps([asdict(f) for f in comparison.failed], indent=2) + "\n")
     else:
         failed.unlink(missing_ok=True)
-    seeds = len(comparison.summaries[0].runs)
-    plot_learning_curves(
-        {s.strategy: (s.labelled, s.mean, s.std) for s in comparison.summaries},
-        directory / "curves.png",
-        f"{base.dataset} / {base.model}: mean +- std over {seeds} seed(s)",
-    )
+    for name, group in groups.items():
+        seeds = len(group[0].runs)
+        plot_learning_curves(
+            {s.strategy: (s.labelled, s.mean, s.std) for s in group},
+            directory / ("curves.png" if len(groups) == 1 else f"curves-{dataset_label(name)}.png"),
+            f"{dataset_label(name)} / {base.model}: mean +- std over {seeds} seed(s)",
+        )
+
+
+def summary_entry(s: StrategySummary) -> dict:
+    """One strategy's entry in summary.json."""
+    return {
+        "labelled": s.labelled,
+        "mean": s.mean.tolist(),
+        "std": s.std.tolist(),
+        "aulc_mean": s.aulc_mean,
+        "aulc_std": s.aulc_std,
+        "seeds": [r.config.seed for r in s.runs],
+        **({"labels_to_reach": {f"{t.target:g}": t.as_dict() for t in s.targets}} if s.targets else {}),
+    }
