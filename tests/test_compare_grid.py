@@ -91,3 +91,13 @@ def test_compare_exits_1_when_a_run_failed(tmp_path, monkeypatch, capsys):
 def test_bad_executor_flags_are_one_sentence(flag, tmp_path, capsys):
     assert main(["compare", *FAST, *flag, "--out", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_executor_ray_without_ray_says_to_install_the_extra(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert main(["compare", *FAST, "--executor", "ray", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "install dalkit[ray]" in err and len(err.splitlines()) == 1
+    assert not any((tmp_path / "margin").glob("*/cycles.csv"))

@@ -55,3 +55,11 @@ def test_on_ray_a_flaky_run_is_retried_and_one_that_always_fails_is_reported(loc
     assert sum("disk hiccupped" in line and "trying again" in line for line in lines) == 2
     assert "margin, seed 1: failed after 3 attempt(s)" in (tmp_path / "summary.md").read_text()
     assert set(json.loads((tmp_path / "summary.json").read_text())) == {"random"}
+
+
+def test_a_request_no_node_can_meet_is_one_sentence(local_ray, tmp_path, capsys):
+    from dalkit.cli import main
+
+    assert main(["compare", *FAST, "--executor", "ray", "--gpus-per-run", "1000", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--gpus-per-run 1000 asks for more GPUs than the Ray cluster has" in err and len(err.splitlines()) == 1

@@ -350,8 +350,8 @@ def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
     (directory / "summary.txt").write_text(text + "\n")
     (directory / "summary.md").write_text(markdown + "\n")
     groups = comparison.by_dataset()
-    summaries = {name: {s.strategy: summary_entry(s) for s in group} for name, group in groups.items()}
-    # one data set: {strategy: ...} as ever; several: {data set: {strategy: ...}}
+    summaries = {dataset_label(name): {s.strategy: summary_entry(s) for s in group} for name, group in groups.items()}
+    # one data set: {strategy: ...} as ever; several: {data set's label: {strategy: ...}}
     summary = next(iter(summaries.values())) if len(groups) == 1 else summaries
     (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     failed = directory / "failed.json"
