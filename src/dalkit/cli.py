@@ -194,7 +194,15 @@ def build_config(args: argparse.Namespace, **fields):
 def command_run(args: argparse.Namespace) -> None:
     from dalkit.loop import results_table, run_experiment
 
-    result = run_experiment(build_config(args, seed=args.seed))
+    if args.distributed:
+        from dalkit.runtime import distributed, process_group
+
+        with process_group(args.device) as args.device:
+            result = run_experiment(build_config(args, seed=args.seed))
+            if distributed()[0]:
+                return  # rank 0 prints and writes
+    else:
+        result = run_experiment(build_config(args, seed=args.seed))
     print()
     print(results_table(result.records))
     print(f"\nrun directory: {result.directory} (learning curve: {result.directory / 'curve.png'})")
@@ -313,6 +321,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--strategy", help="query strategy (see `dalkit strategies`); default: margin or the method's")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: train each cycle's model with DistributedDataParallel over the ranks (rank 0 selects "
+        "and writes); `torchrun --nproc-per-node N -m dalkit.cli run ... --distributed`",
+    )
     run.set_defaults(handler=command_run)
     compare = sub.add_parser(
         "compare",

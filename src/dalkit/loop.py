@@ -32,6 +32,7 @@ from dalkit.models.saved import save_classifier
 from dalkit.objectives import OBJECTIVES
 from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import RunRecorder, check_run_directory, environment, read_jsonl, read_pool, unique_directory
+from dalkit.runtime import broadcast, distributed
 from dalkit.seeding import derive_seed, resolve_device
 from dalkit.strategies.registry import STRATEGIES
 from dalkit.train import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -197,6 +198,13 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class NoRecord:
+    """The recorder of ranks other than 0 under --distributed: records nothing (rank 0 writes the run)."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
 class Experiment:
     """One AL run: owns the data, the pool and the engine, and the order of the steps."""
 
@@ -204,8 +212,14 @@ class Experiment:
         config.validate()
         if config.out_dir is not None:
             check_run_directory(Path(config.out_dir))  # before the data set loads; RunRecorder checks again
+        self.rank, self.world = distributed()  # under `dalkit run --distributed`: rank 0 selects, logs and writes
+        if self.world > 1 and tuple(config.objectives) != ("ce",):
+            raise DalkitError(
+                f"--distributed trains with the ce objective only (got {', '.join(config.objectives)}); "
+                "drop --objectives or run without --distributed."
+            )
         self.config = config
-        self.log = log
+        self.log = log if self.rank == 0 else lambda _: None
         self.train_config = config.train_config()
         self.device = resolve_device(config.device)
         self.data: DataSplits = load_dataset(
@@ -227,7 +241,7 @@ class Experiment:
                 objective_options=config.objective_options,
                 seed=config.seed,
                 device=self.device,
-                progress=config.progress,
+                progress=config.progress and self.rank == 0,
             )
         )
         self.train_images = self.data.train.images.to(self.device)
@@ -340,19 +354,25 @@ class Experiment:
             self.log(f"only {len(unlabelled)} unlabelled images remain for a budget of {budget}: taking them all")
             budget = len(unlabelled)
         assert self.model is not None
-        start = time.perf_counter()
-        selection, ctx = self.engine.query(
-            self.model, self.train_images, self.pool, self.candidate_subset(cycle), budget, cycle
-        )
-        self.selection_info = selection.info
-        return selection.indices, selection.scores, time.perf_counter() - start
+        picked = None
+        if self.rank == 0:  # once, broadcast to the other ranks
+            start = time.perf_counter()
+            selection, ctx = self.engine.query(
+                self.model, self.train_images, self.pool, self.candidate_subset(cycle), budget, cycle
+            )
+            picked = (selection.indices, selection.scores, time.perf_counter() - start, selection.info)
+        indices, scores, seconds, self.selection_info = broadcast(picked)
+        return indices, scores, seconds
 
     def run(self) -> ExperimentResult:
         cfg = self.config
         self.label_initial()
         self.check_budget()
-        directory = Path(cfg.out_dir) if cfg.out_dir is not None else unique_directory(RUNS, cfg.run_name())
-        recorder = RunRecorder(directory)
+        directory = None
+        if self.rank == 0:
+            directory = Path(cfg.out_dir) if cfg.out_dir is not None else unique_directory(RUNS, cfg.run_name())
+        directory = broadcast(directory)
+        recorder = RunRecorder(directory) if self.rank == 0 else NoRecord()
         recorder.write_config(
             {
                 "experiment": asdict(cfg),
@@ -365,7 +385,7 @@ class Experiment:
                     "augment": asdict(self.augment),
                     "validation": len(self.pool.validation_indices()),
                 },
-                "environment": environment(self.device),
+                "environment": {**environment(self.device), "world_size": self.world},
             }
         )
         recorder.record_labelled(0, self.pool.labelled_indices())
@@ -390,8 +410,10 @@ class Experiment:
                 self.log("every pool image is labelled: stopping early")
                 break
         recorder.write_csv(records, CSV_COLUMNS)
-        self.save_model(directory / "model.pt")
         result = ExperimentResult(cfg, records, directory)
+        if self.rank:
+            return result
+        self.save_model(directory / "model.pt")
         plot_learning_curves(
             {cfg.strategy: (result.labelled, result.accuracy, None)},
             directory / "curve.png",

@@ -87,3 +87,49 @@ def fit_loop(
             if stop is not None and stop(epoch, mean):
                 break
     return torch.stack(records) if records else torch.empty(0, dtype=torch.float64)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of this process in torch.distributed; (0, 1) outside a process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def broadcast(value):
+    """`value` as rank 0 has it, on every rank (pickled); `value` itself outside a process group."""
+    if distributed()[1] == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[str]:
+    """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR in the environment):
+    NCCL on CUDA, one GPU per local rank; gloo on the CPU. Yields the device this rank trains on."""
+    import os
+
+    import torch.distributed as dist
+
+    from dalkit.errors import DalkitError
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise DalkitError(
+            "--distributed runs under torchrun (it sets RANK and WORLD_SIZE); start it as "
+            "`torchrun --nproc-per-node N -m dalkit.cli run ... --distributed`."
+        )
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()

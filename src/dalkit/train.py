@@ -24,6 +24,11 @@ What the Bayesian AL papers' protocols need, each off by default (`TrainConfig`)
   at most 30 epochs on MNIST). The model's state (with its heads) is restored; objectives' own state (MoBY's
   momentum encoder) is not.
 
+Under torch.distributed (`dalkit run --distributed`, torchrun) the model is wrapped in DistributedDataParallel:
+every rank draws the same epoch order and augments the whole batch from the same generator, then trains on its
+share (`batch[rank::world]`), so the averaged gradient is the whole batch's up to batch norm (statistics per
+share), dropout masks (drawn per share) and the order of float sums.
+
 The fast path in one place: the labelled images live on the device as uint8; each step gathers a
 batch, augments it (random crop with padding, flip) and normalises it there. The model runs in
 channels_last (faster convolutions on CPU too) and, on CUDA, under bf16 autocast. The epochs run in
@@ -44,7 +49,7 @@ from dalkit.data.augment import Normalizer, augment_batch
 from dalkit.data.base import AugmentSpec
 from dalkit.models.base import Classifier, TrainDefaults, model_input
 from dalkit.objectives import CrossEntropy, Objective, Step
-from dalkit.runtime import autocast, batch_slices, fit_loop, inference_batch_size
+from dalkit.runtime import autocast, batch_slices, distributed, fit_loop, inference_batch_size
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,8 @@ class Trainer:
         seen = sum(s.stop - s.start for s in slices)
         steps = cfg.epochs * len(slices)
         clean_forward = any(objective.reads_output for objective in self.objectives)
+        rank, world = distributed()
+        net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
         def inputs_for(idx: torch.Tensor) -> torch.Tensor:
             return self._inputs(augment_batch(images[idx], self.augment, generator))
@@ -225,13 +232,15 @@ class Trainer:
             order = epoch_order(n, cfg.epoch_samples, generator, self.device)
             for k, part in enumerate(slices):
                 idx = order[part]
-                x = inputs_for(idx)
+                x = inputs_for(idx)  # every rank draws the whole batch, so the generators stay in step
+                if world > 1:  # this rank's share; DDP averages the gradients of the shares
+                    idx, x = idx[rank::world], x[rank::world]
                 with autocast(self.device):
                     step = Step(
                         model,
                         x,
                         labels[idx],
-                        model(x) if clean_forward else None,
+                        net(x) if clean_forward else None,
                         idx,
                         labels,
                         epoch,
