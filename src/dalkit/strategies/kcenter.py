@@ -105,17 +105,35 @@ class FarthestFirst:
         return b, r, value
 
     def lower(self, i: int, center: torch.Tensor, k: int, to_new: torch.Tensor) -> int:
-        """Lower block i's distances with centre k where the bound allows a change; returns the rows read."""
+        """Lower block i's distances with centre k where the bound allows a change; returns the rows read.
+
+        Chunk by chunk: a chunk with many unsettled rows is read whole (contiguous, no gather), one with a few
+        has just those rows gathered, one with none is not read."""
         block, block_sq, min_sq, owner = self.blocks[i], self.sq[i], self.min_sq[i], self.owner[i]
-        need = (to_new[owner] < (4 + SLACK) * min_sq).nonzero().squeeze(1)
-        for s in range(0, len(need), self.chunk_size):
-            index = need[s : s + self.chunk_size]
-            d = sq_from_dots(block_sq[index], self.centers_sq[k : k + 1], block[index].float() @ center[:, None])[:, 0]
-            closer = d < min_sq[index]
-            index = index[closer]
-            min_sq[index] = d[closer]
-            owner[index] = k
-        return len(need)
+        center_sq = self.centers_sq[k]
+        need = to_new.index_select(0, owner) < (4 + SLACK) * min_sq
+        read = 0
+        for s in range(0, len(block), self.chunk_size):
+            part = slice(s, s + self.chunk_size)
+            count = int(need[part].sum())
+            if count == 0:
+                continue
+            rows, rows_sq, rows_min, rows_owner = block[part], block_sq[part], min_sq[part], owner[part]
+            if 4 * count <= len(rows):
+                index = need[part].nonzero().squeeze(1)
+                rows, rows_sq = rows.index_select(0, index), rows_sq.index_select(0, index)
+            read += len(rows)
+            d = (rows_sq + center_sq - 2 * (rows.float() @ center)).clamp_min_(0)
+            if len(rows) < len(rows_min):
+                closer = d < rows_min.index_select(0, index)
+                index = index[closer]
+                rows_min[index] = d[closer]
+                rows_owner[index] = k
+            else:
+                closer = d < rows_min
+                rows_min.copy_(torch.where(closer, d, rows_min))
+                rows_owner.masked_fill_(closer, k)
+        return read
 
 
 def farthest_first(
