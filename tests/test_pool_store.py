@@ -9,6 +9,7 @@ import torch
 from dalkit.errors import DalkitError
 from dalkit.features.pool_store import build_store, open_store
 from dalkit.seeding import make_generator
+from dalkit.strategies import checked_select, create_strategy
 from dalkit.strategies.base import entropy, sample_batch
 from dalkit.strategies.coreset import k_center_greedy
 from dalkit.strategies.sharded import store_k_center, store_scores
@@ -79,3 +80,18 @@ def test_sharded_scores_select_what_the_in_memory_scores_select(tmp_path, sampli
     want = sample_batch(entropy(probs), 25, make_generator(1), sampling)
     assert got.tolist() == want.tolist()
     assert np.unique(got.numpy()).size == 25
+
+
+@pytest.mark.parametrize("labelled", [0, 5])
+def test_coreset_with_a_store_option_picks_what_it_picks_in_memory(tmp_path, context_factory, labelled):
+    in_memory = checked_select(create_strategy("coreset"), context_factory(pool_size=90, labelled=labelled), 12)
+    strategy = create_strategy("coreset", store=str(tmp_path / "stores"), shard_rows=20)
+    on_disk = checked_select(strategy, context_factory(pool_size=90, labelled=labelled), 12)
+    assert on_disk.indices.tolist() == in_memory.indices.tolist()
+    assert on_disk.info["shards"] == -(-(90 - labelled) // 20)
+    assert list((tmp_path / "stores").iterdir()) == []  # the query's store is removed after it
+
+
+def test_robust_coreset_refuses_a_store():
+    with pytest.raises(DalkitError, match="store"):
+        create_strategy("coreset-robust", store="somewhere")

@@ -17,7 +17,10 @@ program adds its sparse coverage pairs, at most `max_pairs` of them).
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,10 +28,12 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from dalkit.errors import DalkitError
+from dalkit.features.pool_store import build_store, classifier_shards
 from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy
 from dalkit.strategies.kcenter import farthest_first, sq_from_dots, sq_norms
 from dalkit.strategies.registry import register_strategy
+from dalkit.strategies.sharded import store_k_center
 
 #: how k-center greedy stores the vectors it reads each pick (`precision=`); the distances are float32 throughout
 PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -232,6 +237,8 @@ class CoreSet(Strategy):
         max_points: int = 5000,
         max_pairs: int = 5_000_000,
         precision: str = "float16",
+        store: str | None = None,
+        shard_rows: int = 262_144,
     ) -> None:
         rule = "be float16, bfloat16 or float32"
         require(precision in PRECISIONS, "coreset", "precision", precision, rule, "precision=float32")
@@ -244,7 +251,9 @@ class CoreSet(Strategy):
             "be in [0, 1)",
             "outlier_fraction=0.0001",
         )
-        for name, value in [("max_iters", max_iters), ("max_points", max_points), ("max_pairs", max_pairs)]:
+        require(store is None or not robust, "coreset", "store", store, "be left out with robust", "robust=False")
+        numbers = [("max_iters", max_iters), ("max_points", max_points), ("max_pairs", max_pairs)]
+        for name, value in numbers + [("shard_rows", shard_rows)]:
             require(value >= 1, "coreset", name, value, "be at least 1", f"{name}=10")
         require(time_limit > 0, "coreset", "time_limit", time_limit, "be positive (seconds)", "time_limit=30")
         self.robust = robust
@@ -255,6 +264,8 @@ class CoreSet(Strategy):
         self.max_points = max_points
         self.max_pairs = max_pairs
         self.precision = precision
+        self.store = store
+        self.shard_rows = shard_rows
 
     def outlier_count(self, num_points: int) -> int:
         """Xi: `outliers` if given, else ceil(outlier_fraction * candidates), so 1e-4 of the points."""
@@ -269,8 +280,10 @@ class CoreSet(Strategy):
                 f"{len(ctx.candidates)}; pass --candidates {self.max_points} to draw a random candidate subset, "
                 "or raise --strategy-option max_points."
             )
-        points = ctx.outputs("candidates").embeddings
         centers = ctx.outputs("labelled").embeddings
+        if self.store is not None:
+            return self.select_on_store(ctx, centers, budget)
+        points = ctx.outputs("candidates").embeddings
         if self.robust:
             picks, scores = robust_k_center(
                 points,
@@ -287,6 +300,23 @@ class CoreSet(Strategy):
             dtype = PRECISIONS[self.precision]
             picks, scores = k_center_greedy(points, centers, budget, ctx.generator, ctx.chunk_size, dtype)
         return Selection(ctx.candidates[picks.cpu().numpy()], scores.cpu().numpy())
+
+    def select_on_store(self, ctx: QueryContext, centers: torch.Tensor, budget: int) -> Selection:
+        """The candidates' embeddings computed shard by shard into a float16 store under `store` (removed after
+        the query), and k-center greedy run on it: memory a few numbers a candidate, whatever the pool's size."""
+        parent = Path(self.store)
+        parent.mkdir(parents=True, exist_ok=True)
+        query_dir = Path(tempfile.mkdtemp(prefix="coreset-query-", dir=parent))
+        try:
+            compute_shard = classifier_shards(
+                ctx.model, ctx.images, ctx.normalizer, ctx.candidates, self.shard_rows, ctx.device, ctx.batch_size
+            )
+            store = build_store(query_dir / "pool", len(ctx.candidates), self.shard_rows, compute_shard)
+            picks, scores = store_k_center(store, centers.cpu(), budget, ctx.generator, ctx.chunk_size)
+        finally:
+            shutil.rmtree(query_dir, ignore_errors=True)
+        info = {"store": str(parent), "shards": store.num_shards}
+        return Selection(ctx.candidates[picks.numpy()], scores.numpy(), info)
 
 
 @register_strategy("coreset-robust")
