@@ -15,8 +15,11 @@ from dalkit.strategies.base import Outputs
 from dalkit.strategies.coreset import k_center_greedy, min_sq_distances, robust_k_center
 
 
-def brute_k_center(points: torch.Tensor, centers: torch.Tensor, budget: int) -> tuple[list[int], list[float]]:
-    """Farthest-first with the full distance matrix in float64 (m >= 1)."""
+def brute_k_center(
+    points: torch.Tensor, centers: torch.Tensor, budget: int, dtype: torch.dtype = torch.float16
+) -> tuple[list[int], list[float]]:
+    """Farthest-first with the full distance matrix in float64 (m >= 1) over the points as stored in `dtype`."""
+    points, centers = points.to(dtype), centers.to(dtype)
     dist = torch.cdist(points.double(), torch.cat([centers, points]).double())
     nearest = dist[:, : len(centers)].min(1).values
     picks, radii = [], []
@@ -53,12 +56,12 @@ def test_min_distances_cover_every_chunk(n, m, chunk):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("chunk", [7, 1, 100])
-def test_chunked_greedy_matches_brute_force(chunk):
+@pytest.mark.parametrize("chunk, dtype", [(7, torch.float16), (1, torch.float32), (100, torch.bfloat16)])
+def test_chunked_greedy_matches_brute_force(chunk, dtype):
     g = torch.Generator().manual_seed(0)
     points, centers = torch.randn(53, 6, generator=g), torch.randn(11, 6, generator=g)
-    picks, radii = k_center_greedy(points, centers, 20, make_generator(0), chunk)
-    want_picks, want_radii = brute_k_center(points, centers, 20)
+    picks, radii = k_center_greedy(points, centers, 20, make_generator(0), chunk, dtype)
+    want_picks, want_radii = brute_k_center(points, centers, 20, dtype)
     assert picks.tolist() == want_picks
     np.testing.assert_allclose(radii.numpy(), want_radii, rtol=1e-4)
 
@@ -70,7 +73,7 @@ def test_cold_start_is_a_random_point_then_brute_force():
         picks, radii = k_center_greedy(points, torch.empty(0, 6), 15, make_generator(seed), 7)
         assert radii[0] == torch.inf
         firsts.add(int(picks[0]))
-        rest, rest_radii = brute_k_center(points, points[picks[:1]], 14)
+        rest, rest_radii = brute_k_center(points, points[picks[:1]], 14, torch.float16)
         assert picks[1:].tolist() == rest
         np.testing.assert_allclose(radii[1:].numpy(), rest_radii, rtol=1e-4)
     assert len(firsts) > 1
@@ -130,7 +133,7 @@ def test_robust_without_outliers_finds_the_optimal_k_center():
 
 def test_robust_keeps_greedy_when_no_program_can_be_built():
     points = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
-    greedy = k_center_greedy(points, points[:2], 4, make_generator(0), 8)
+    greedy = k_center_greedy(points, points[:2], 4, make_generator(0), 8, torch.float32)
     robust = robust_k_center(points, points[:2], 4, make_generator(0), 8, outliers=0, max_pairs=0)
     for a, b in zip(greedy, robust):
         torch.testing.assert_close(a, b)

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from dalkit.models.base import Classifier
+from dalkit.data.augment import Normalizer
+from dalkit.models.base import Classifier, model_input
 from dalkit.runtime import autocast
 
 
@@ -20,6 +22,16 @@ class Outputs(NamedTuple):
 
     probs: torch.Tensor
     embeddings: torch.Tensor
+
+
+def image_batches(
+    images: torch.Tensor, normalizer: Normalizer, indices: np.ndarray, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Normalised batches of `images[indices]` on the device, in order (the last batch may be short)."""
+    index = torch.as_tensor(indices, dtype=torch.long)
+    for start in range(0, len(index), batch_size):
+        chunk = images[index[start : start + batch_size]].to(device, non_blocking=True)
+        yield model_input(normalizer(chunk))
 
 
 def predict(model: Classifier, batches: Iterator[torch.Tensor], device: torch.device) -> Outputs:

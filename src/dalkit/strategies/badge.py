@@ -14,11 +14,40 @@ g is never formed (it has C * d entries per point): <g_i, g_j> = <p_i - e_i, p_j
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
-from dalkit.strategies.coreset import greedy_seeding, sq_from_dots
+from dalkit.strategies.kcenter import sq_from_dots
 from dalkit.strategies.registry import register_strategy
+
+
+def greedy_seeding(
+    min_sq: torch.Tensor,
+    budget: int,
+    sq_distance_to: Callable[[torch.Tensor], torch.Tensor],
+    choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    first: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """k-means++ seeding's loop.
+
+    `min_sq` (n,) is each point's squared distance to its nearest centre so far. Each step picks
+    `choose(min_sq, picked)` (or `first` at step 0; both (1,) index tensors), records min_sq of the pick at
+    pick time, and lowers min_sq with one (n,) computation `sq_distance_to(pick)`. Nothing leaves the device.
+    Returns the picks, their min_sq at pick time, and min_sq after the last pick.
+    """
+    min_sq = min_sq.clone()
+    picked = torch.zeros(len(min_sq), dtype=torch.bool, device=min_sq.device)
+    picks = torch.empty(budget, dtype=torch.long, device=min_sq.device)
+    values = torch.empty(budget, device=min_sq.device)
+    for t in range(budget):
+        index = first if t == 0 and first is not None else choose(min_sq, picked)
+        picks[t : t + 1] = index
+        values[t : t + 1] = min_sq[index]
+        picked[index] = True
+        torch.minimum(min_sq, sq_distance_to(index), out=min_sq)
+    return picks, values, min_sq
 
 
 class GradientEmbedding:

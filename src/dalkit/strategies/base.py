@@ -27,7 +27,8 @@ from dalkit.data.augment import Normalizer
 from dalkit.data.pool import Pool
 from dalkit.errors import DalkitError
 from dalkit.features import FeatureRequest, Outputs, predict
-from dalkit.models.base import Classifier, model_input
+from dalkit.features.classifier import image_batches
+from dalkit.models.base import Classifier
 from dalkit.options import require
 
 
@@ -69,10 +70,7 @@ class QueryContext:
 
     def batches(self, indices: np.ndarray) -> Iterator[torch.Tensor]:
         """Normalised image batches for `indices`, on the device, in order (last batch may be short)."""
-        index = torch.as_tensor(indices, dtype=torch.long)
-        for start in range(0, len(index), self.batch_size):
-            chunk = self.images[index[start : start + self.batch_size]].to(self.device, non_blocking=True)
-            yield model_input(self.normalizer(chunk))
+        return image_batches(self.images, self.normalizer, indices, self.batch_size, self.device)
 
     def outputs(self, which: str = "candidates") -> Outputs:
         """Model outputs on 'candidates' or 'labelled' images, computed once and cached."""

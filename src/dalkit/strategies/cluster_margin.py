@@ -67,7 +67,7 @@ from dalkit.errors import DalkitError
 from dalkit.features import predict
 from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
-from dalkit.strategies.coreset import sq_from_dots, sq_norms
+from dalkit.strategies.kcenter import sq_from_dots, sq_norms
 from dalkit.strategies.registry import register_strategy
 
 SAMPLE_PER_CENTROID = 40  # k-means is fitted on a random sample of this many points per centroid

@@ -5,7 +5,8 @@ s0 plus the picks, used as centres, cover every point (labelled and candidate) o
 embedding with the smallest radius: a k-center problem with k = |s0| + budget, whose radius bounds the
 core-set loss. Distances are euclidean, computed in float32 as ||a||^2 - 2ab + ||b||^2 (clamped at 0).
 
-- "coreset": k-center greedy (farthest-first traversal), the paper's 2-approximation.
+- "coreset": k-center greedy (farthest-first traversal), the paper's 2-approximation, reading the embeddings
+  in float16 (`precision=`) and skipping the points the triangle inequality settles (`kcenter.py`).
 - "coreset-robust" (or robust=True): the paper's robust k-center with outliers, a feasibility program solved
   in a binary search on the radius; see `robust_k_center` for the exact program and where it departs.
 
@@ -16,7 +17,10 @@ program adds its sparse coverage pairs, at most `max_pairs` of them).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,21 +28,15 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from dalkit.errors import DalkitError
+from dalkit.features.pool_store import build_store, classifier_shards
 from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy
+from dalkit.strategies.kcenter import farthest_first, sq_from_dots, sq_norms
 from dalkit.strategies.registry import register_strategy
+from dalkit.strategies.sharded import store_k_center
 
-Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def sq_norms(x: torch.Tensor) -> torch.Tensor:
-    """Squared row norms without an n x d temporary (2 GB at 1M x 512)."""
-    return torch.linalg.vector_norm(x, dim=1).square()
-
-
-def sq_from_dots(a_sq: torch.Tensor, b_sq: torch.Tensor, dots: torch.Tensor) -> torch.Tensor:
-    """Squared distances (len(a), len(b)) from squared norms and inner products, clamped at 0."""
-    return (a_sq[:, None] + b_sq[None, :] - 2 * dots).clamp_min_(0)
+#: how k-center greedy stores the vectors it reads each pick (`precision=`); the distances are float32 throughout
+PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def sq_distance_blocks(a: torch.Tensor, b: torch.Tensor, chunk_size: int) -> Iterator[tuple[int, int, torch.Tensor]]:
@@ -60,68 +58,25 @@ def min_sq_distances(points: torch.Tensor, centers: torch.Tensor, chunk_size: in
     return nearest
 
 
-def greedy_seeding(
-    min_sq: torch.Tensor,
-    budget: int,
-    sq_distance_to: Callable[[torch.Tensor], torch.Tensor],
-    choose: Chooser,
-    first: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The loop shared by farthest-first traversal (Core-Set) and k-means++ seeding (BADGE).
-
-    `min_sq` (n,) is each point's squared distance to its nearest centre so far. Each step picks
-    `choose(min_sq, picked)` (or `first` at step 0; both (1,) index tensors), records min_sq of the pick at
-    pick time, and lowers min_sq with one (n,) computation `sq_distance_to(pick)`. Nothing leaves the device.
-    Returns the picks, their min_sq at pick time, and min_sq after the last pick.
-    """
-    min_sq = min_sq.clone()
-    picked = torch.zeros(len(min_sq), dtype=torch.bool, device=min_sq.device)
-    picks = torch.empty(budget, dtype=torch.long, device=min_sq.device)
-    values = torch.empty(budget, device=min_sq.device)
-    for t in range(budget):
-        index = first if t == 0 and first is not None else choose(min_sq, picked)
-        picks[t : t + 1] = index
-        values[t : t + 1] = min_sq[index]
-        picked[index] = True
-        torch.minimum(min_sq, sq_distance_to(index), out=min_sq)
-    return picks, values, min_sq
-
-
-def farthest_first(
-    points: torch.Tensor, min_sq: torch.Tensor, budget: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """k-center greedy from running squared distances `min_sq`: `greedy_seeding` with argmax choice.
-
-    Ties (and the cold start, where every min_sq is +inf) go to the earliest point in one random permutation
-    drawn from `generator`, so each tie is broken uniformly at random.
-    """
-    if not 0 <= budget <= len(points):
-        raise ValueError(f"cannot pick {budget} of {len(points)} points")
-    order = torch.randperm(len(points), generator=generator).to(points.device)
-    points_sq = sq_norms(points)
-
-    def choose(sq: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
-        return order[sq.masked_fill(picked, -1.0)[order].argmax().view(1)]
-
-    def sq_distance_to(index: torch.Tensor) -> torch.Tensor:
-        return sq_from_dots(points_sq, points_sq[index], points @ points[index].T)[:, 0]
-
-    return greedy_seeding(min_sq, budget, sq_distance_to, choose)
-
-
 def k_center_greedy(
-    points: torch.Tensor, centers: torch.Tensor, budget: int, generator: torch.Generator, chunk_size: int
+    points: torch.Tensor,
+    centers: torch.Tensor,
+    budget: int,
+    generator: torch.Generator,
+    chunk_size: int,
+    dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sener & Savarese's k-center greedy: add the point farthest from every centre, `budget` times.
 
     `points` (n, d) are the candidates, `centers` (m, d) the existing centres (m may be 0: then the first
     pick is a uniformly random point from `generator`). Returns the picked positions (LongTensor) and
     `radii[t]`, the covering radius max_i min_c ||x_i - c|| just before pick t (non-increasing; +inf for a
-    cold start's first pick). Memory O(n + chunk_size * max(chunk_size, d)); computed in float32.
+    cold start's first pick). The vectors are read as `dtype` (float16 by default; float32 gives the exact
+    float32 traversal), the distances accumulated in float32, and points the triangle inequality settles are
+    not read at all (`kcenter.FarthestFirst`). Memory O(n + chunk_size * max(chunk_size, d)) beyond one copy
+    of the points in `dtype`.
     """
-    points = points.float()
-    centers = centers.float().to(points.device)
-    picks, sq_radii, _ = farthest_first(points, min_sq_distances(points, centers, chunk_size), budget, generator)
+    picks, sq_radii, _ = farthest_first(points, centers.to(points.device), budget, generator, chunk_size, dtype)
     return picks, sq_radii.sqrt()
 
 
@@ -237,9 +192,10 @@ def robust_k_center(
     beats greedy, greedy's own picks and radii are returned.
     """
     points = points.float()
-    to_labelled = min_sq_distances(points, centers.float().to(points.device), chunk_size)
-    greedy, sq_radii, final = farthest_first(points, to_labelled, budget, generator)
-    lower = upper = final.max().sqrt().item()
+    centers = centers.float().to(points.device)
+    to_labelled = min_sq_distances(points, centers, chunk_size)
+    greedy, sq_radii, final = farthest_first(points, centers, budget, generator, chunk_size, torch.float32)
+    lower = upper = final.min_sq[0].max().clamp_min(0).sqrt().item()
     lower /= 2
     best = None
     for _ in range(max_iters):
@@ -263,7 +219,7 @@ def robust_k_center(
             upper = min(radius, robust_radius(points, to_labelled, chosen, outliers, chunk_size))
     if best is None:
         return greedy, sq_radii.sqrt()
-    order, sq_scores, _ = farthest_first(points[best], to_labelled[best], budget, generator)
+    order, sq_scores, _ = farthest_first(points[best], centers, budget, generator, chunk_size, torch.float32)
     return best[order], sq_scores.sqrt()
 
 
@@ -280,7 +236,12 @@ class CoreSet(Strategy):
         time_limit: float = 30.0,
         max_points: int = 5000,
         max_pairs: int = 5_000_000,
+        precision: str = "float16",
+        store: str | None = None,
+        shard_rows: int = 262_144,
     ) -> None:
+        rule = "be float16, bfloat16 or float32"
+        require(precision in PRECISIONS, "coreset", "precision", precision, rule, "precision=float32")
         require(outliers is None or outliers >= 0, "coreset", "outliers", outliers, "be 0 or more", "outliers=0")
         require(
             0 <= outlier_fraction < 1,
@@ -290,7 +251,9 @@ class CoreSet(Strategy):
             "be in [0, 1)",
             "outlier_fraction=0.0001",
         )
-        for name, value in [("max_iters", max_iters), ("max_points", max_points), ("max_pairs", max_pairs)]:
+        require(store is None or not robust, "coreset", "store", store, "be left out with robust", "robust=False")
+        numbers = [("max_iters", max_iters), ("max_points", max_points), ("max_pairs", max_pairs)]
+        for name, value in numbers + [("shard_rows", shard_rows)]:
             require(value >= 1, "coreset", name, value, "be at least 1", f"{name}=10")
         require(time_limit > 0, "coreset", "time_limit", time_limit, "be positive (seconds)", "time_limit=30")
         self.robust = robust
@@ -300,6 +263,9 @@ class CoreSet(Strategy):
         self.time_limit = time_limit
         self.max_points = max_points
         self.max_pairs = max_pairs
+        self.precision = precision
+        self.store = store
+        self.shard_rows = shard_rows
 
     def outlier_count(self, num_points: int) -> int:
         """Xi: `outliers` if given, else ceil(outlier_fraction * candidates), so 1e-4 of the points."""
@@ -314,8 +280,10 @@ class CoreSet(Strategy):
                 f"{len(ctx.candidates)}; pass --candidates {self.max_points} to draw a random candidate subset, "
                 "or raise --strategy-option max_points."
             )
-        points = ctx.outputs("candidates").embeddings
         centers = ctx.outputs("labelled").embeddings
+        if self.store is not None:
+            return self.select_on_store(ctx, centers, budget)
+        points = ctx.outputs("candidates").embeddings
         if self.robust:
             picks, scores = robust_k_center(
                 points,
@@ -329,8 +297,26 @@ class CoreSet(Strategy):
                 max_pairs=self.max_pairs,
             )
         else:
-            picks, scores = k_center_greedy(points, centers, budget, ctx.generator, ctx.chunk_size)
+            dtype = PRECISIONS[self.precision]
+            picks, scores = k_center_greedy(points, centers, budget, ctx.generator, ctx.chunk_size, dtype)
         return Selection(ctx.candidates[picks.cpu().numpy()], scores.cpu().numpy())
+
+    def select_on_store(self, ctx: QueryContext, centers: torch.Tensor, budget: int) -> Selection:
+        """The candidates' embeddings computed shard by shard into a float16 store under `store` (removed after
+        the query), and k-center greedy run on it: memory a few numbers a candidate, whatever the pool's size."""
+        parent = Path(self.store)
+        parent.mkdir(parents=True, exist_ok=True)
+        query_dir = Path(tempfile.mkdtemp(prefix="coreset-query-", dir=parent))
+        try:
+            compute_shard = classifier_shards(
+                ctx.model, ctx.images, ctx.normalizer, ctx.candidates, self.shard_rows, ctx.device, ctx.batch_size
+            )
+            store = build_store(query_dir / "pool", len(ctx.candidates), self.shard_rows, compute_shard)
+            picks, scores = store_k_center(store, centers.cpu(), budget, ctx.generator, ctx.chunk_size)
+        finally:
+            shutil.rmtree(query_dir, ignore_errors=True)
+        info = {"store": str(parent), "shards": store.num_shards}
+        return Selection(ctx.candidates[picks.numpy()], scores.numpy(), info)
 
 
 @register_strategy("coreset-robust")
