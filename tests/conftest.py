@@ -70,3 +70,18 @@ def folder(tmp_path) -> Path:
     for k in range(6):
         grey_image(root / f"grey{k}.png", 128, rng)
     return root
+
+
+@pytest.fixture
+def page_client(folder, tmp_path):
+    """A project with its first round asked, the page's TestClient and the CSRF header its script sends."""
+    from test_project import SETTINGS
+    from test_project_safety import QUIET
+    from test_project_web import csrf, make_client
+
+    from dalkit.project import Project
+
+    project = Project.create(tmp_path / "p", folder, ["night", "day"], **SETTINGS)
+    asked = project.ask(**QUIET)
+    client = make_client(project)
+    return project, asked, client, csrf(client)

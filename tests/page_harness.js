@@ -33,9 +33,10 @@ for (const part of html.split('<div class="card').slice(1).filter(part => !part.
   cards.push(card);
 }
 const ids = {};
-for (const id of ["message", "counts", "progress", "job", "who", "undo", "ask"]) ids[id] = new Element({id}, null);
+for (const id of ["message", "counts", "progress", "job", "who", "undo", "ask", "mode"]) ids[id] = new Element({id}, null);
 const documentListeners = {};
 const document = {
+  body: new Element({"data-view": html.match(/<body data-view="(\w+)"/)[1]}, null),
   querySelector(selector) {
     if (selector.startsWith("meta")) return {content: html.match(/name="csrf-token" content="([^"]+)"/)[1]};
     if (selector === ".card.current") return cards.find(c => c.classList.contains("current")) || null;

@@ -224,17 +224,6 @@ def test_a_stale_label_studio_export_never_overrides_a_newer_label(trained, tmp_
 # -- the page: keys, skip / unsure, undo, progress, the labeller's name -------------------------------------
 
 
-@pytest.fixture
-def page_client(folder, tmp_path):
-    from test_project_safety import QUIET as quiet
-    from test_project_web import csrf, make_client
-
-    project = Project.create(tmp_path / "p", folder, ["night", "day"], **SETTINGS)
-    asked = project.ask(**quiet)
-    client = make_client(project)
-    return project, asked, client, csrf(client)
-
-
 def post_answer(client, headers, image, seq, **fields):
     body = {"image": image, "round": 1, "labeller": "page1", "seq": seq, **fields}
     return client.post("/label", json=body, headers=headers)

@@ -23,7 +23,8 @@ Tables:
   `skip` or `unsure` sets the image aside for that round (not asked again in it, not counted as a label); an
   empty answer takes that back (undo, or a label given since). An image's answer in a round is its latest row.
 - `web_requests(labeller, seq, image_id, label, round, answered_at)`: each label request of the web page, by
-  the page's labeller id and its sequence number, so a retried request is recorded once.
+  the page's labeller id and its sequence number, so a retried request is recorded once (round 0: a
+  correction in the page's labelled-set view).
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 """
 
 # What `add_web_label` found: the label was recorded (or was the image's label already), the request was
-# one already recorded (a retry), a later request of the same page already labelled the image, or the image
-# was not asked in the round the request names.
+# one already recorded (a retry), a later request of the same page already labelled the image, the image
+# was not asked in the round the request names, or a correction named an image that has no label.
 RECORDED, UNCHANGED, DUPLICATE, SUPERSEDED, NOT_IN_ROUND = "recorded", "unchanged", "duplicate", "superseded", "round"
+NOT_LABELLED = "unlabelled"
+# The round a correction names: the page's labelled-set view may change the label of any labelled image.
+CORRECTION = 0
 
 # Each image's latest label row, a taken-back (empty) label included; LATEST_LABELS: only the real labels.
 LATEST_ROWS = "SELECT image_id, label, given_at FROM labels WHERE id IN (SELECT MAX(id) FROM labels GROUP BY image_id)"
@@ -216,16 +220,23 @@ class LabelStore:
         name: str = "",
     ) -> str:
         """One answer from the web page, checked and recorded in one transaction; returns what happened (RECORDED,
-        UNCHANGED, DUPLICATE, SUPERSEDED or NOT_IN_ROUND: see above). Only NOT_IN_ROUND leaves no trace.
+        UNCHANGED, DUPLICATE, SUPERSEDED, NOT_IN_ROUND or NOT_LABELLED: see above). The last two leave no trace.
 
         `answer` says what the request sets the image to (see WEB_ANSWERS): the class `label`; `skip` or `unsure`
         (set aside for this round, its label, if any, taken back); or `none` (no label and no answer: the
         page's undo of the first answer). Each change is a new row, so the history is kept; `name` is the
-        person's name the page asked for, recorded with it."""
+        person's name the page asked for, recorded with it. Round `CORRECTION` changes the class of an image
+        that has a label, whatever round asked for it (NOT_LABELLED if it has none)."""
         with self.transaction() as db:
-            asked = db.execute("SELECT 1 FROM questions WHERE round = ? AND image_id = ?", (round_number, image_id))
-            if asked.fetchone() is None:
-                return NOT_IN_ROUND
+            row = db.execute("SELECT label FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,))
+            label_now = (row.fetchone() or ("",))[0]
+            if round_number == CORRECTION:
+                if answer != "label" or not label_now:
+                    return NOT_LABELLED
+            else:
+                asked = db.execute("SELECT 1 FROM questions WHERE round = ? AND image_id = ?", (round_number, image_id))
+                if asked.fetchone() is None:
+                    return NOT_IN_ROUND
             known = db.execute("SELECT 1 FROM web_requests WHERE labeller = ? AND seq = ?", (labeller, seq))
             if known.fetchone() is not None:
                 return DUPLICATE
@@ -239,8 +250,6 @@ class LabelStore:
             )
             if later.fetchone() is not None:
                 return SUPERSEDED
-            row = db.execute("SELECT label FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,))
-            label_now = (row.fetchone() or ("",))[0]
             row = db.execute(
                 "SELECT answer FROM answers WHERE image_id = ? AND round = ? ORDER BY id DESC LIMIT 1",
                 (image_id, round_number),
@@ -270,6 +279,15 @@ class LabelStore:
     def current_labels(self) -> dict[int, str]:
         """Each labelled image's latest label."""
         return {image_id: label for image_id, label, _ in self.db.execute(LATEST_LABELS)}
+
+    def labelled(self, label: str | None = None) -> list[tuple[int, str, str, str]]:
+        """(image id, label, source, given_at) of every labelled image (only those of class `label`, if given),
+        the latest labelled first."""
+        query = (
+            "SELECT image_id, label, source, given_at FROM labels WHERE id IN (SELECT MAX(id) FROM labels GROUP BY "
+            "image_id) AND label != '' AND (? IS NULL OR label = ?) ORDER BY id DESC"
+        )
+        return self.db.execute(query, (label, label)).fetchall()
 
     def label_history(self, image_id: int) -> list[tuple[str, str, str]]:
         """(label, source, given_at) of every label the image was given, oldest first."""

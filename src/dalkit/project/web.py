@@ -7,7 +7,7 @@ image's previous state as a new request. The labeller's name, asked once and kep
 localStorage, goes with every answer and is recorded with each label. The page moves on at the key press and
 sends its answers in order, each naming the image, the round it was shown in, the page's labeller id and a
 sequence number: the server refuses (409) an answer for an image that round did not ask about, and records a
-retried request once.
+retried request once. `/labelled` lists every labelled image, filtered by class, for correction (see `page`).
 
 "Ask for more" starts the next round (training, then selection) as a background job, one at a time; the page
 polls `/status.json` for its progress and reloads when it is done. Requests never wait for it: each one opens
@@ -24,7 +24,6 @@ inside the image folder.
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import json
 import mimetypes
@@ -52,11 +51,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dalkit.errors import DalkitError
+from dalkit.project.page import counts_line, labelled_page, queue_page
 from dalkit.project.project import Project
 from dalkit.project.store import (
+    CORRECTION,
     DATABASE,
     DUPLICATE,
     NOT_IN_ROUND,
+    NOT_LABELLED,
     SUPERSEDED,
     UNCHANGED,
     WEB_ANSWERS,
@@ -83,171 +85,6 @@ SECURITY_HEADERS = [
         b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     ),
 ]
-
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>dalkit: {title}</title>
-<meta name="csrf-token" content="{csrf}">
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }}
-header {{ display: flex; gap: 1.5rem; align-items: baseline; flex-wrap: wrap; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: 1rem; margin-top: 1rem; }}
-.card {{ background: white; border: 2px solid #ddd; border-radius: 8px; padding: .5rem; width: 180px; }}
-.card.current {{ border-color: #2563eb; }}
-.card.done {{ opacity: .55; }}
-.card img {{ width: 164px; height: 164px; object-fit: contain; image-rendering: pixelated; background: #eee; }}
-.card .path {{ font-size: .75rem; overflow-wrap: anywhere; }}
-.card .guess {{ font-size: .8rem; color: #555; }}
-button {{ margin: .15rem; padding: .25rem .5rem; border-radius: 4px; border: 1px solid #999; background: #f3f3f3; }}
-button.chosen {{ background: #2563eb; color: white; border-color: #2563eb; }}
-button.aside {{ font-size: .75rem; color: #555; }}
-kbd {{ font-size: .7rem; border: 1px solid #bbb; border-radius: 3px; padding: 0 .2rem; background: #fff; color: #333; }}
-#message {{ color: #b91c1c; }}
-#job {{ color: #555; }}
-</style></head>
-<body>
-<header><h2>{title}</h2><span id="counts">{counts}</span>
-<span>round {round} &middot; <b id="progress"></b></span>
-<span>keys: {keys} label the highlighted image, <kbd>space</kbd> skip, <kbd>?</kbd> unsure,
-<kbd>Backspace</kbd> undo</span>
-<button id="undo"><kbd>Backspace</kbd> undo</button>
-<button id="ask">ask for {budget} more</button>
-<span>labeller: <a href="#" id="who"></a></span><span id="job"></span><span id="message"></span></header>
-<div class="cards">{cards}</div>
-<script>
-"use strict";
-const classes = {classes};
-const KEYS = '1234567890abcdefghijklmnopqrstuvwxyz';  // one key per class, for up to 36 classes
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const labeller = {labeller};
-let labellerName = localStorage.getItem('dalkit-labeller-name') || '';
-let seq = 0;              // this page's request numbers: a retried request keeps its number
-const queue = [];         // answers not yet acknowledged, sent one at a time, in the order given
-const undoable = [];      // what each answer replaced, last first out: undo sends it back as a new request
-let sending = false, reloadWhenSent = false;
-const message = text => {{ document.getElementById('message').textContent = text; }};
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
-function askName() {{  // once per browser: kept in localStorage and sent with every answer
-  const given = prompt('Your name, recorded with each label you give:', labellerName);
-  if (given !== null) {{
-    labellerName = given.trim().slice(0, 64);
-    localStorage.setItem('dalkit-labeller-name', labellerName);
-  }}
-  document.getElementById('who').textContent = labellerName || '(anonymous)';
-}}
-function cards() {{ return [...document.querySelectorAll('.card')]; }}
-function highlight() {{
-  cards().forEach(c => c.classList.remove('current'));
-  const next = cards().find(c => !c.classList.contains('done'));
-  if (next) next.classList.add('current');
-  const all = cards(), done = all.filter(c => c.classList.contains('done')).length;
-  document.getElementById('progress').textContent = all.length ? `${{done}} of ${{all.length}} answered` : '';
-}}
-async function post(url, body) {{
-  const response = await fetch(url, {{method: 'POST', headers: {{'Content-Type': 'application/json',
-                                      'X-CSRF-Token': csrf}}, body: JSON.stringify(body)}});
-  let answer;
-  try {{ answer = await response.json(); }} catch (error) {{ answer = {{error: response.statusText}}; }}
-  if (!response.ok) {{ const error = new Error(answer.error); error.status = response.status; throw error; }}
-  return answer;
-}}
-function stateOf(card) {{ return {{answer: card.dataset.answer, label: card.dataset.label}}; }}
-function show(card, state) {{
-  card.dataset.answer = state.answer;
-  card.dataset.label = state.label;
-  card.querySelectorAll('button[data-label]').forEach(b =>
-    b.classList.toggle('chosen', state.answer === 'label' && b.dataset.label === state.label));
-  card.querySelectorAll('button[data-answer]').forEach(b =>
-    b.classList.toggle('chosen', b.dataset.answer === state.answer));
-  card.classList.toggle('done', state.answer !== 'none');
-  highlight();
-}}
-function answer(card, state, remember = true) {{  // optimistic: the page moves on now; the request follows in order
-  if (remember) undoable.push({{card, before: stateOf(card)}});
-  show(card, state);
-  queue.push({{card, body: {{image: card.dataset.image, round: Number(card.dataset.round), label: state.label,
-                            answer: state.answer, labeller, name: labellerName, seq: ++seq}}}});
-  send();
-}}
-function undo() {{
-  const last = undoable.pop();
-  if (!last) {{ message('nothing to undo on this page'); return; }}
-  answer(last.card, last.before, false);
-}}
-async function send() {{
-  if (sending) return;
-  sending = true;
-  while (queue.length) {{
-    const {{card, body}} = queue[0];
-    try {{
-      const reply = await post('/label', body);
-      document.getElementById('counts').textContent = reply.counts;
-      message('');
-      queue.shift();
-    }} catch (error) {{
-      if (error.status === undefined) {{  // no answer (the server restarts, the network drops): same request again
-        message('the server does not answer; retrying...');
-        await sleep(1000);
-        continue;
-      }}
-      queue.shift();  // the server refused this answer: show why, and give the image back
-      message(error.message);
-      if (!queue.some(item => item.card === card)) show(card, {{answer: 'none', label: ''}});
-    }}
-  }}
-  sending = false;
-  if (reloadWhenSent) location.reload();
-}}
-document.querySelectorAll('.card button[data-label]').forEach(b =>
-  b.addEventListener('click', () => answer(b.closest('.card'), {{answer: 'label', label: b.dataset.label}})));
-document.querySelectorAll('.card button[data-answer]').forEach(b =>
-  b.addEventListener('click', () => answer(b.closest('.card'), {{answer: b.dataset.answer, label: ''}})));
-document.getElementById('undo').addEventListener('click', undo);
-document.getElementById('who').addEventListener('click', event => {{ event.preventDefault(); askName(); }});
-document.addEventListener('keydown', event => {{
-  if (event.repeat || event.altKey) return;
-  if (event.key === 'Backspace' || ((event.ctrlKey || event.metaKey) && event.key === 'z')) {{
-    event.preventDefault();
-    undo();
-    return;
-  }}
-  if (event.ctrlKey || event.metaKey) return;
-  const card = document.querySelector('.card.current');
-  if (!card) return;
-  if (event.key === ' ') {{ event.preventDefault(); answer(card, {{answer: 'skip', label: ''}}); return; }}
-  if (event.key === '?') {{ answer(card, {{answer: 'unsure', label: ''}}); return; }}
-  const k = KEYS.indexOf(event.key.toLowerCase());
-  if (k >= 0 && k < classes.length) answer(card, {{answer: 'label', label: classes[k]}});
-}});
-async function watch() {{  // the background ask: its progress, then a reload once every answer is sent
-  const line = document.getElementById('job');
-  for (;;) {{
-    let job;
-    try {{ job = (await (await fetch('/status.json')).json()).job; }} catch (error) {{ await sleep(2000); continue; }}
-    if (job.state === 'running') {{
-      const last = job.log.length ? job.log[job.log.length - 1] : 'starting';
-      line.textContent = `asking (${{Math.round(job.seconds)}} s): ${{last}}`;
-      await sleep(1000);
-      continue;
-    }}
-    line.textContent = '';
-    if (job.state === 'failed') message(job.error);
-    if (job.state === 'done' && job.round > {round}) {{ reloadWhenSent = true; if (!sending) location.reload(); }}
-    return;
-  }}
-}}
-document.getElementById('ask').addEventListener('click', async () => {{
-  message('');
-  try {{ await post('/ask', {{}}); }} catch (error) {{
-    if (error.status !== 409) {{ message(error.message); return; }}  // 409: one is running already; watch it
-  }}
-  watch();
-}});
-if (labellerName) document.getElementById('who').textContent = labellerName; else askName();
-highlight();
-watch();
-</script></body></html>
-"""
-
 
 # -- the background ask ---------------------------------------------------------------------------------------
 
@@ -425,12 +262,21 @@ def create_app(project: Project, host: str = "127.0.0.1", port: int = 8765, toke
 
     def index(request: Request) -> Response:
         with session() as opened:
-            text = page(opened, csrf_token, labeller=secrets.token_hex(8))
+            text = queue_page(opened, csrf_token, labeller=secrets.token_hex(8))
         response = HTMLResponse(text)
         given = request.query_params.get("token")
         if token is not None and given is not None and secrets.compare_digest(given.encode(), token.encode()):
             response.set_cookie(cookie_name(port), token, httponly=True, samesite="strict")
         return response
+
+    def labelled(request: Request) -> Response:
+        label, start = request.query_params.get("class") or None, request.query_params.get("start", "0")
+        if label is not None and label not in settings.classes:
+            raise HTTPException(404, f"{label!r} is not a class of this project: {', '.join(settings.classes)}.")
+        if not start.isascii() or not start.isdigit():
+            raise HTTPException(400, f"start={start!r} is not a number of images to leave out.")
+        with session() as opened:
+            return HTMLResponse(labelled_page(opened, csrf_token, secrets.token_hex(8), label, int(start)))
 
     def status_json(request: Request) -> Response:
         with session() as opened:
@@ -467,6 +313,10 @@ def create_app(project: Project, host: str = "127.0.0.1", port: int = 8765, toke
                     f"image {image_path} was not asked in round {round_number}; reload the page to see the "
                     "images of the latest round.",
                 )
+            if outcome == NOT_LABELLED:
+                raise HTTPException(
+                    409, f"image {image_path} has no label to correct; label it in a round (the page at /)."
+                )
             answer = status(opened)
         answer.update(
             recorded=outcome not in (DUPLICATE, SUPERSEDED),
@@ -489,6 +339,7 @@ def create_app(project: Project, host: str = "127.0.0.1", port: int = 8765, toke
     app = Starlette(
         routes=[
             Route("/", index, methods=["GET"]),
+            Route("/labelled", labelled, methods=["GET"]),
             Route("/status.json", status_json, methods=["GET"]),
             Route("/image/{image_id:int}", image, methods=["GET"]),
             Route("/label", label, methods=["POST"]),
@@ -525,7 +376,7 @@ async def read_json(request: Request) -> object:
 def label_fields(body: object) -> tuple[str, int, str, str, int, str, str]:
     """(image, round, label, labeller, seq, answer, name) of a label request, each of the right type, or a 400
     saying which. `answer` (default `label`) is `label`, `skip`, `unsure` or `none`; `label` may then be empty;
-    `name` (optional) is the person's name."""
+    `name` (optional) is the person's name. Round 0 (`CORRECTION`) corrects the label of a labelled image."""
     if not isinstance(body, dict):
         raise HTTPException(400, "a label request is a JSON object with image, round, label, labeller and seq.")
     answer = body.get("answer", "label")
@@ -542,8 +393,10 @@ def label_fields(body: object) -> tuple[str, int, str, str, int, str, str]:
             raise HTTPException(400, f"the label request has no {key!r}; send image, round, label, labeller and seq.")
         if isinstance(value, bool) or not isinstance(value, kind):
             raise HTTPException(400, f"{key!r} of a label request must be a {kind.__name__}, not {value!r}.")
-    if not 0 < len(body["labeller"]) <= MAX_LABELLER or body["seq"] < 0 or body["round"] < 1:
-        raise HTTPException(400, "a label request needs a labeller id (1-64 characters), a seq >= 0 and a round >= 1.")
+    if not 0 < len(body["labeller"]) <= MAX_LABELLER or body["seq"] < 0 or body["round"] < CORRECTION:
+        raise HTTPException(
+            400, "a label request needs a labeller id (1-64 characters), a seq >= 0 and a round >= 0 (0: a correction)."
+        )
     name = body.get("name", "")
     if name is None:
         name = ""
@@ -571,67 +424,6 @@ async def internal_error(request: Request, error: Exception) -> Response:
     return JSONResponse(
         {"error": f"the server failed on this request ({type(error).__name__}); see the terminal."}, status_code=500
     )
-
-
-# -- the page -------------------------------------------------------------------------------------------------
-
-
-def counts_line(counts: dict[str, int]) -> str:
-    return f"{sum(counts.values())} labelled: " + ", ".join(f"{name} {n}" for name, n in counts.items())
-
-
-KEYS = "1234567890abcdefghijklmnopqrstuvwxyz"  # the page's key for each class, in order (up to 36 classes)
-
-
-def page(project: Project, csrf_token: str, labeller: str) -> str:
-    """The latest round's images, unanswered first, each with its class buttons (key hints; the current label
-    marked) and skip / unsure buttons (marked when the image was set aside in this round)."""
-    store, classes = project.store, project.settings.classes
-    paths, current = dict(store.images()), store.current_labels()
-    round_number = store.last_round()
-    aside = store.set_aside(round_number)
-    asked = sorted(store.questions(round_number), key=lambda row: row[0] in current or row[0] in aside)
-    cards = []
-    for image_id, _, guess in asked:
-        label = current.get(image_id)
-        state = "label" if label else aside.get(image_id, "none")
-        buttons = "".join(
-            f'<button data-label="{html.escape(name)}" class="{"chosen" if name == label else ""}">'
-            + (f"<kbd>{KEYS[k]}</kbd> " if k < len(KEYS) else "")
-            + f"{html.escape(name)}</button>"
-            for k, name in enumerate(classes)
-        )
-        buttons += "".join(
-            f'<button data-answer="{kind}" class="aside{" chosen" if state == kind else ""}"><kbd>{key}</kbd> '
-            f"{kind}</button>"
-            for kind, key in (("skip", "space"), ("unsure", "?"))
-        )
-        cards.append(
-            f'<div class="card{"" if state == "none" else " done"}" data-image="{html.escape(paths[image_id])}" '
-            f'data-round="{round_number}" data-answer="{state}" data-label="{html.escape(label or "")}">'
-            f'<img src="/image/{image_id}" alt=""><div class="path">{html.escape(paths[image_id])}</div>'
-            f'<div class="guess">model guess: {html.escape(guess or "none yet")}</div>{buttons}</div>'
-        )
-    if not cards:
-        cards.append("<p>Nothing asked yet: press <b>ask</b> to get the first images.</p>")
-    shown = min(len(classes), len(KEYS))
-    keys = f"<kbd>{KEYS[0]}</kbd>-<kbd>{KEYS[shown - 1]}</kbd>"
-    return PAGE.format(
-        title=html.escape(project.directory.resolve().name),
-        counts=html.escape(counts_line(project.class_counts())),
-        round=round_number,
-        budget=project.settings.budget,
-        cards="".join(cards),
-        classes=script_json(classes),
-        keys=keys,
-        labeller=script_json(labeller),
-        csrf=html.escape(csrf_token),
-    )
-
-
-def script_json(value: object) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 # -- listening ------------------------------------------------------------------------------------------------
