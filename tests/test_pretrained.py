@@ -65,7 +65,6 @@ def engine(options: dict, strategy: str = "margin", channels: int = 1, epochs: i
 def labelled_pool(n: int, labelled: int = 9) -> Pool:
     pool = Pool(n)
     pool.label(np.arange(labelled), np.arange(labelled) % CLASSES, cycle=0)
-    pool.labels = np.arange(n) % CLASSES
     return pool
 
 
@@ -140,7 +139,17 @@ def test_finetune_mode_trains_the_encoder_at_its_own_learning_rate(encoder_file,
     assert not torch.equal(model.encoder.net._conv_stem.weight, before)
 
 
-@pytest.mark.parametrize("name", STRATEGIES.names())
+FEATURE_STRATEGIES = [name for name in STRATEGIES.names() if not STRATEGIES.create(name).reads_pixels]
+
+
+@pytest.mark.parametrize("name", [name for name in STRATEGIES.names() if name not in FEATURE_STRATEGIES])
+def test_strategies_that_learn_from_pixels_refuse_frozen_features_in_one_sentence(name, encoder_file, tmp_path):
+    path, _ = encoder_file
+    with pytest.raises(DalkitError, match="mode=finetune"):
+        engine(small_options(path, tmp_path), strategy=name)
+
+
+@pytest.mark.parametrize("name", FEATURE_STRATEGIES)
 def test_every_strategy_queries_on_frozen_features(name, encoder_file, tmp_path):
     path, _ = encoder_file
     e = engine(small_options(path, tmp_path, head="mlp"), strategy=name, epochs=2)

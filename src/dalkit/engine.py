@@ -26,10 +26,10 @@ import torch
 
 from dalkit.data.augment import Normalizer
 from dalkit.data.base import AugmentSpec
-from dalkit.features.pretrained import cached_features, feature_view
 from dalkit.data.pool import Pool
 from dalkit.errors import DalkitError
 from dalkit.features import compute_features
+from dalkit.features.pretrained import cached_features, feature_view
 from dalkit.models import Classifier, create_model, model_entry
 from dalkit.models.base import prepare_model
 from dalkit.objectives import OBJECTIVES, Objective, create_objective
@@ -110,6 +110,11 @@ class Engine:
         # trainer and the strategies read its cached features (`inputs`), passed through unchanged, unaugmented.
         self.encoder_model = self.new_model(0) if model_entry(spec.model).pretrained else None
         self.frozen = getattr(self.encoder_model, "frozen", False)
+        if self.frozen and self.strategy.reads_pixels:
+            raise DalkitError(
+                f"{spec.strategy} learns from the images, and a frozen encoder's run reads cached features; "
+                "pass --model-option mode=finetune or choose another strategy."
+            )
         unit = Normalizer(torch.zeros(channels), torch.ones(channels))
         self.normalizer = (unit if self.encoder_model is not None else spec.normalizer).to(spec.device)
         identity = Normalizer(torch.zeros(1), torch.ones(1), scale=1)
@@ -154,8 +159,8 @@ class Engine:
     def fit(
         self, model: Classifier, images: torch.Tensor, pool: Pool, cycle: int, candidates: np.ndarray
     ) -> TrainStats:
-        """Train `model` on the pool's labelled images (`images`: `inputs` of every pool image, on the device); the pool's
-        validation images, if it holds any, go to the trainer for early stopping (`Pool.set_validation`)."""
+        """Train `model` on the pool's labelled images (`images`: `inputs` of every pool image, on the device); the
+        pool's validation images, if it holds any, go to the trainer for early stopping (`Pool.set_validation`)."""
         labelled = pool.labelled_indices()
         if not len(labelled):
             raise DalkitError("there is nothing labelled to train on; label some images first.")

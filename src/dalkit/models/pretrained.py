@@ -123,7 +123,9 @@ def timm_encoder(name: str, download: bool, use_pretrained: bool) -> tuple[nn.Mo
         import timm
         from timm.data import resolve_data_config
     except Exception as error:  # ImportError, or a torchvision that does not fit this torch
-        raise DalkitError(f"timm models need timm, which cannot be imported here ({error}); pip install timm.") from None
+        raise DalkitError(
+            f"timm models need timm, which cannot be imported here ({error}); pip install timm."
+        ) from None
     try:
         encoder = timm.create_model(name, pretrained=use_pretrained, num_classes=0)
     except RuntimeError as error:
@@ -229,8 +231,13 @@ def with_weights(encoder: nn.Module, weights: str | None) -> nn.Module:
 def classifier(name: str, encoder: nn.Module, inputs: InputConfig, num_classes: int, options: dict):
     """The model around `encoder`, its head and extraction `options` checked against `PretrainedClassifier`."""
     return call_with_options(
-        PretrainedClassifier, f"model {name!r}", "--model-option", encoder=encoder, inputs=inputs,
-        num_classes=num_classes, **options
+        PretrainedClassifier,
+        f"model {name!r}",
+        "--model-option",
+        encoder=encoder,
+        inputs=inputs,
+        num_classes=num_classes,
+        **options,
     )
 
 
@@ -241,7 +248,11 @@ def classifier(name: str, encoder: nn.Module, inputs: InputConfig, num_classes: 
     pretrained=True,
 )
 def efficientnet_lite0(
-    num_classes: int, in_channels: int = 3, image_size: int = 224, resolution: int = 224, weights: str | None = None,
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 224,
+    resolution: int = 224,
+    weights: str | None = None,
     **options,
 ) -> PretrainedClassifier:
     """`resolution`: the encoder's input side (timm's config: 224, mean = std = 0.5); `weights`: a local file."""
