@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from test_project import fill_in
+
+from dalkit.cli import main
 from dalkit.data.augment import Normalizer
 from dalkit.data.base import AugmentSpec
 from dalkit.data.pool import Pool
@@ -17,6 +20,8 @@ from dalkit.errors import DalkitError
 from dalkit.features import pretrained as features
 from dalkit.models import create_model, model_entry
 from dalkit.models.pretrained import LiteEncoder
+from dalkit.project.project import Project
+from dalkit.project.store import QUESTIONS_CSV
 from dalkit.runtime import isolated_rng
 from dalkit.seeding import make_generator
 from dalkit.strategies.registry import STRATEGIES
@@ -178,3 +183,21 @@ def test_bundled_weights_give_the_package_architectures_imagenet_outputs():
         theirs = reference((x - 0.5) / 0.5)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
     assert model.trunk(x).norm(dim=1).min() > 1  # pretrained features, not a blank network
+
+
+def test_a_labelling_project_starts_from_the_pretrained_encoder(folder, encoder_file, tmp_path, capsys):
+    path, _ = encoder_file
+    directory = tmp_path / "p"
+    options = ["--model-option", "resolution=32", "--model-option", f"weights={path}", "--epochs", "20"]
+    create = ["project", "create", str(directory), "--images", str(folder), "--classes", "night,day", "--budget", "6"]
+    assert main([*create, *options]) == 0
+    settings = Project.open(directory).settings
+    assert settings.model == "efficientnet-lite0" and settings.image_size == 160  # stored at 160 px
+    for _ in range(2):  # a random round, then one the model chose from frozen features
+        assert main(["project", "ask", str(directory)]) == 0
+        fill_in(directory / QUESTIONS_CSV)
+        assert main(["project", "import", str(directory), str(directory / QUESTIONS_CSV)]) == 0
+    assert main(["project", "ask", str(directory)]) == 0
+    assert main(["project", "predict", str(directory), str(next(folder.glob("dark*.png")))]) == 0
+    assert main(["project", "status", str(directory)]) == 0
+    assert "12 of 66 images labelled" in capsys.readouterr().out
