@@ -8,7 +8,6 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-
 from test_project import fill_in
 
 from dalkit.cli import main

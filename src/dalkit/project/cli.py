@@ -105,9 +105,8 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
 
 
 def command_create(args: argparse.Namespace, model_options: dict, strategy_options: dict) -> None:
-    from dalkit.project.project import Project
-
     from dalkit.models import model_entry
+    from dalkit.project.project import Project
 
     plain = ("model", "strategy", "budget", "image_size", "channels", "epochs", "seed", "device")
     settings = {name: getattr(args, name) for name in plain}
