@@ -31,7 +31,11 @@ def data_arguments(p: argparse.ArgumentParser) -> None:
         "--dataset", help="data set name (see `dalkit datasets`) or folder:PATH; default: digits or the method's"
     )
     g.add_argument("--data-root", default="data", help="folder holding the data set (torchvision layout)")
-    g.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="download the data set if it is missing (and a timm:NAME model's pretrained weights)",
+    )
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="e.g. imbalance=100")
 
 
@@ -178,6 +182,8 @@ def build_config(args: argparse.Namespace, **fields):
         given_options = parse_options(getattr(args, flag[2:].replace("-", "_"), None), flag)
         chosen[name] = {**chosen.get(name, {}), **given_options}
     chosen.update(fields)
+    if getattr(args, "download", False) and str(chosen.get("model", "")).startswith("timm:"):
+        chosen["model_options"] = {"download": True, **chosen.get("model_options", {})}  # timm's pretrained weights
     return ExperimentConfig(
         method=method,
         data_root=getattr(args, "data_root", "data"),  # `distill` takes the teacher's data set instead

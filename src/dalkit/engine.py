@@ -29,7 +29,8 @@ from dalkit.data.base import AugmentSpec
 from dalkit.data.pool import Pool
 from dalkit.errors import DalkitError
 from dalkit.features import compute_features
-from dalkit.models import Classifier, create_model
+from dalkit.features.pretrained import cached_features, feature_view
+from dalkit.models import Classifier, create_model, model_entry
 from dalkit.models.base import prepare_model
 from dalkit.objectives import OBJECTIVES, Objective, create_objective
 from dalkit.options import options_for
@@ -104,8 +105,22 @@ class Engine:
         self.heads: dict[str, dict] = {}
         for objective in self.objectives:
             self.heads.update(objective.heads())
-        self.normalizer = spec.normalizer.to(spec.device)
-        self.trainer = Trainer(spec.train, spec.augment, self.normalizer, spec.device, spec.progress, self.objectives)
+        channels = spec.image_shape[0]
+        # A pretrained encoder owns its input pipeline: it takes images scaled to [0, 1]. In frozen mode the
+        # trainer and the strategies read its cached features (`inputs`), passed through unchanged, unaugmented.
+        self.encoder_model = self.new_model(0) if model_entry(spec.model).pretrained else None
+        self.frozen = getattr(self.encoder_model, "frozen", False)
+        if self.frozen and self.strategy.reads_pixels:
+            raise DalkitError(
+                f"{spec.strategy} learns from the images, and a frozen encoder's run reads cached features; "
+                "pass --model-option mode=finetune or choose another strategy."
+            )
+        unit = Normalizer(torch.zeros(channels), torch.ones(channels))
+        self.normalizer = (unit if self.encoder_model is not None else spec.normalizer).to(spec.device)
+        identity = Normalizer(torch.zeros(1), torch.ones(1), scale=1)
+        self.input_normalizer = (identity if self.frozen else self.normalizer).to(spec.device)
+        augment = AugmentSpec() if self.frozen else spec.augment
+        self.trainer = Trainer(spec.train, augment, self.input_normalizer, spec.device, spec.progress, self.objectives)
 
     @property
     def device(self) -> torch.device:
@@ -121,6 +136,15 @@ class Engine:
             )
         return prepare_model(model, s.device)
 
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What the trainer and the strategies read for `images` (uint8): the images themselves, or, for a frozen
+        pretrained encoder, its cached features as (N, d, 1, 1) float16 on the images' device."""
+        if not self.frozen:
+            return images
+        model = self.encoder_model
+        features = cached_features(model, images, self.device, progress=self.spec.progress, **model.extraction)
+        return feature_view(features).to(images.device)
+
     def candidate_subset(self, pool: Pool, cycle: int, size: int | None) -> np.ndarray:
         """This cycle's candidates: the unlabelled pool, or a seeded random subset of `size` images.
 
@@ -135,8 +159,8 @@ class Engine:
     def fit(
         self, model: Classifier, images: torch.Tensor, pool: Pool, cycle: int, candidates: np.ndarray
     ) -> TrainStats:
-        """Train `model` on the pool's labelled images (`images`: every pool image, uint8, on the device); the pool's
-        validation images, if it holds any, go to the trainer for early stopping (`Pool.set_validation`)."""
+        """Train `model` on the pool's labelled images (`images`: `inputs` of every pool image, on the device); the
+        pool's validation images, if it holds any, go to the trainer for early stopping (`Pool.set_validation`)."""
         labelled = pool.labelled_indices()
         if not len(labelled):
             raise DalkitError("there is nothing labelled to train on; label some images first.")
@@ -163,7 +187,7 @@ class Engine:
         ctx = QueryContext(
             model,
             images,
-            self.normalizer,
+            self.input_normalizer,
             pool,
             candidates,
             make_generator(derive_seed(self.spec.seed, cycle, QUERY_SEED)),

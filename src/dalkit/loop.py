@@ -244,7 +244,8 @@ class Experiment:
                 progress=config.progress and self.rank == 0,
             )
         )
-        self.train_images = self.data.train.images.to(self.device)
+        self.train_images = self.engine.inputs(self.data.train.images.to(self.device))
+        self.test_images = self.engine.inputs(self.data.test.images)
         self.pool = Pool(len(self.data.train))
         self.model: Classifier | None = None
         self.selection_info: dict = {}  # what the last query's strategy reports about it (e.g. which features)
@@ -264,7 +265,7 @@ class Experiment:
             if stats.validation_accuracy is not None:
                 record.update(validation_accuracy=stats.validation_accuracy, best_epoch=stats.best_epoch)
             start = time.perf_counter()
-            evaluation = self.engine.trainer.evaluate(self.model, self.data.test.images, self.data.test.labels)
+            evaluation = self.engine.trainer.evaluate(self.model, self.test_images, self.data.test.labels)
             record.update(
                 accuracy=evaluation.accuracy,
                 balanced_accuracy=balanced_accuracy(evaluation.per_class_accuracy),

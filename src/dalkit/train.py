@@ -116,10 +116,16 @@ def decayed_parameters(model: torch.nn.Module) -> list[dict] | list[torch.nn.Par
     ]
 
 
+def scaled_groups(model: torch.nn.Module, lr: float) -> list[dict]:
+    """A model's own `parameter_groups()` (a pretrained encoder's), each at `lr` x its `lr_scale` (default 1)."""
+    return [{"params": g["params"], "lr": lr * g.get("lr_scale", 1.0)} for g in model.parameter_groups()]
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, labelled: int) -> torch.optim.Optimizer:
-    """SGD with momentum (default) or Adam; weight decay divided by `labelled` with `weight_decay_per_label`."""
+    """SGD with momentum (default) or Adam; weight decay divided by `labelled` with `weight_decay_per_label`;
+    per-group learning rates when the model defines `parameter_groups()` (fine-tuning a pretrained encoder)."""
     decay = cfg.weight_decay / max(labelled, 1) if cfg.weight_decay_per_label else cfg.weight_decay
-    params = decayed_parameters(model)
+    params = scaled_groups(model, cfg.lr) if hasattr(model, "parameter_groups") else decayed_parameters(model)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=decay, nesterov=cfg.nesterov)

@@ -38,19 +38,22 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
 
 
 class Normalizer:
-    """uint8 (N, C, H, W) -> float, scaled to [0, 1] and standardised per channel."""
+    """uint8 (N, C, H, W) -> float, scaled to [0, 1] (divided by `scale`) and standardised per channel.
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype = torch.float32):
+    `scale=1` with mean 0 and std 1 passes float inputs through unchanged (cached encoder features)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype = torch.float32, scale: float = 255):
         self.mean = mean.view(1, -1, 1, 1)
         self.std = std.view(1, -1, 1, 1)
         self.dtype = dtype
+        self.scale = scale
 
     def to(self, device: torch.device) -> Normalizer:
-        return Normalizer(self.mean.to(device), self.std.to(device), self.dtype)
+        return Normalizer(self.mean.to(device), self.std.to(device), self.dtype, self.scale)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.float() / 255 - self.mean) / self.std).to(self.dtype)
+        return ((x.float() / self.scale - self.mean) / self.std).to(self.dtype)
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
         """The inverse: normalised input -> float images on the 0..255 scale."""
-        return (x.float() * self.std + self.mean) * 255
+        return (x.float() * self.std + self.mean) * self.scale

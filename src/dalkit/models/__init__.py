@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dalkit.models import attention, bayesian_cnn, resnet, resnet_cifar, small_cnn  # noqa: F401  (register the models)
+from dalkit.models import attention, bayesian_cnn, pretrained, resnet, resnet_cifar, small_cnn  # noqa: F401  (register the models)
 from dalkit.models.base import Classifier, ModelOutput, TrainDefaults
 from dalkit.models.heads import attach_heads, model_head
 from dalkit.models.registry import MODELS, model_entry

@@ -9,6 +9,11 @@ from dalkit.errors import DalkitError
 from dalkit.project.store import QUESTIONS_CSV
 from dalkit.report import format_table
 
+#: a labelling project starts from the bundled pretrained encoder: useful answers after tens of labels
+DEFAULT_MODEL = "efficientnet-lite0"
+#: the side images are stored at for a pretrained encoder (it resizes them to its own resolution)
+PRETRAINED_IMAGE_SIZE = 160
+
 
 def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None:
     """The `project` command and its actions, on the main parser's sub-parsers."""
@@ -19,12 +24,20 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
     create.add_argument("directory", help="the project's folder (created)")
     create.add_argument("--images", required=True, help="folder of unlabelled images (sub-folders are searched)")
     create.add_argument("--classes", required=True, help="comma-separated class names, e.g. cat,dog,bird")
-    create.add_argument("--model", default="resnet18", help="see `dalkit models`; default resnet18")
+    create.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"see `dalkit models`; default {DEFAULT_MODEL} (pretrained, frozen features + a head: seconds a round)",
+    )
     create.add_argument("--model-option", action="append", metavar="KEY=VALUE", default=[])
     create.add_argument("--strategy", default="margin", help="see `dalkit strategies`; default margin")
     create.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", default=[])
     create.add_argument("--budget", type=int, default=20, help="images asked per round; default 20")
-    create.add_argument("--image-size", type=int, default=32, help="images are resized to this square; default 32")
+    create.add_argument(
+        "--image-size",
+        type=int,
+        help=f"images are resized to this square; default {PRETRAINED_IMAGE_SIZE} for a pretrained encoder, else 32",
+    )
     create.add_argument("--channels", type=int, default=3, choices=(1, 3), help="3 colour (default), 1 grey")
     create.add_argument("--epochs", type=int, help="training epochs per round; default: the model's")
     create.add_argument("--seed", type=int, default=0)
@@ -92,10 +105,13 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
 
 
 def command_create(args: argparse.Namespace, model_options: dict, strategy_options: dict) -> None:
+    from dalkit.models import model_entry
     from dalkit.project.project import Project
 
     plain = ("model", "strategy", "budget", "image_size", "channels", "epochs", "seed", "device")
     settings = {name: getattr(args, name) for name in plain}
+    if settings["image_size"] is None:
+        settings["image_size"] = PRETRAINED_IMAGE_SIZE if model_entry(args.model).pretrained else 32
     project = Project.create(
         args.directory,
         args.images,

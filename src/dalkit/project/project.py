@@ -411,7 +411,7 @@ class Project:
         s = self.settings
         engine = self.engine(data, device, progress)
         model = engine.new_model(round_number)
-        images = data.pixels.to(device)
+        images = engine.inputs(data.pixels.to(device))  # a frozen encoder's cached features
         unlabelled = pool.unlabelled_indices()
         engine.fit(model, images, pool, round_number, unlabelled)
         save_classifier(

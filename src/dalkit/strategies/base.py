@@ -163,6 +163,9 @@ class Strategy(ABC):
     needs_head: str | None = None
     #: precomputed features `select` reads from `QueryContext.features` (None: the classifier's own outputs)
     representation: FeatureRequest | None = None
+    #: `select` (or the objective behind it) learns from the images themselves (a VAE, augmented views), so it
+    #: cannot run on a frozen pretrained encoder's cached features
+    reads_pixels: bool = False
 
     @abstractmethod
     def select(self, ctx: QueryContext, budget: int) -> Selection:

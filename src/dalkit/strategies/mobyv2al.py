@@ -20,6 +20,7 @@ class MoBYv2AL(CoreSet):
     """MoBYv2AL: k-center greedy on the query encoder's embeddings, labelled images as centres."""
 
     needs_head = "moby"  # the embeddings it reads are the ones the MoBY objective shapes
+    reads_pixels = True  # MoBY learns from augmented views of the images
 
     def __init__(self) -> None:
         super().__init__()

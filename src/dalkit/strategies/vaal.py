@@ -180,6 +180,8 @@ def check_positive(**options: float) -> None:
 class VAAL(Strategy):
     """VAAL: pick the candidates an adversarially trained latent-space discriminator finds least 'labelled'."""
 
+    reads_pixels = True  # its VAE and discriminator learn from the images
+
     def __init__(
         self,
         latent_dim: int = 32,
