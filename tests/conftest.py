@@ -73,6 +73,18 @@ def folder(tmp_path) -> Path:
 
 
 @pytest.fixture
+def shapes(tmp_path):
+    """A tiny image folder: two classes of flat 8x8 images."""
+    root = tmp_path / "shapes"
+    for label in range(2):
+        (root / f"class{label}").mkdir(parents=True)
+        for i in range(8):
+            pixels = np.full((8, 8, 3), 40 + 150 * label + i, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class{label}" / f"{i}.png")
+    return root
+
+
+@pytest.fixture
 def page_client(folder, tmp_path):
     """A project with its first round asked, the page's TestClient and the CSRF header its script sends."""
     from test_project import SETTINGS

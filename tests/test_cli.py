@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from dalkit.cli import main
@@ -62,15 +61,8 @@ def test_without_out_each_run_gets_a_new_directory_under_runs(tmp_path, monkeypa
     assert "run directory: runs/digits-margin-seed0-2 " in capsys.readouterr().out
 
 
-def test_dataset_folder_colon_path_runs_and_names_the_run_after_the_folder(tmp_path, monkeypatch, capsys):
-    from PIL import Image
-
-    images = tmp_path / "shapes"
-    for label in range(2):
-        (images / f"class{label}").mkdir(parents=True)
-        for i in range(8):
-            pixels = np.full((8, 8, 3), 40 + 150 * label + i, dtype=np.uint8)
-            Image.fromarray(pixels).save(images / f"class{label}" / f"{i}.png")
+def test_dataset_folder_colon_path_runs_and_names_the_run_after_the_folder(shapes, tmp_path, monkeypatch, capsys):
+    images = shapes
     monkeypatch.chdir(tmp_path)
     small = ["--epochs", "1", "--initial", "4", "--budget", "2", "--cycles", "2", "--no-progress", "--device", "cpu"]
     assert main(["run", "--dataset", f"folder:{images}", "--dataset-option", "image_size=8", *small]) == 0

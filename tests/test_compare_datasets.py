@@ -5,23 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from dalkit.cli import main
-
-
-@pytest.fixture
-def shapes(tmp_path):
-    """A tiny image folder: two classes of flat 8x8 images."""
-    root = tmp_path / "shapes"
-    for label in range(2):
-        (root / f"class{label}").mkdir(parents=True)
-        for i in range(8):
-            pixels = np.full((8, 8, 3), 40 + 150 * label + i, dtype=np.uint8)
-            Image.fromarray(pixels).save(root / f"class{label}" / f"{i}.png")
-    return root
 
 
 def test_a_grid_file_runs_every_data_set_and_the_command_line_wins(shapes, tmp_path, capsys):
