@@ -97,8 +97,15 @@ class Labeller:
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
     def get(self, path: str) -> tuple[int, bytes]:
-        self.connection.request("GET", path)
-        response = self.connection.getresponse()
+        """GET `path`; like a browser, once more on a new connection when the server had closed an idle one
+        (uvicorn closes keep-alive connections idle for 5 s)."""
+        try:
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.connection.close()
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
         return response.status, response.read()
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:

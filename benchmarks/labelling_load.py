@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(work: Path, args: argparse.Namespace) -> int:
     asked = args.clients * args.labels
-    project = make_project(work, asked + args.import_rows + 500, budget=asked)
+    # images enough for the round the clients label, the import, 200 seed labels and the next round's `asked`
+    project = make_project(work, 2 * asked + args.import_rows + 500, budget=asked)
     ours = round_images(project)
     with opened(project) as open_project:
         others = [path for _, path in open_project.store.images() if path not in set(ours)]
@@ -113,6 +114,8 @@ def run(work: Path, args: argparse.Namespace) -> int:
         f"worst page load {max(latencies['page']):.3f} s over {len(latencies['page'])} loads; "
         f"the ask: {job['state']} (round {job['round']}) in {job['seconds']} s; {imported_rows} rows imported"
     )
+    if job.get("error"):
+        print(f"the ask's error: {job['error']}")
     for name, ok in checks.items():
         print(f"{'ok  ' if ok else 'FAIL'} {name}")
     return 0 if all(checks.values()) else 1

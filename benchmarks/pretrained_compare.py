@@ -12,6 +12,8 @@ Run on an idle machine (the first run of a resolution spends most of its time on
     PYTHONPATH=src python benchmarks/pretrained_compare.py --protocol hundred --out runs/pretrained-hundred
     PYTHONPATH=src python benchmarks/pretrained_compare.py --protocol low --seeds 0,1,2,3,4 --out runs/pretrained-low
 
+`--resume` continues the comparison in `--out` (its finished runs are kept), e.g. with more seeds.
+
 It prints dalkit compare's table: mean +- std test accuracy per budget and AULC for each strategy, over the seeds.
 """
 
@@ -39,10 +41,12 @@ def main() -> int:
     parser.add_argument("--data-root", default="/work/data")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/pretrained-compare")
+    parser.add_argument("--resume", action="store_true", help="continue the comparison in --out")
     args = parser.parse_args()
     command = [
         "compare",
-        *("--dataset", "cifar10", "--data-root", args.data_root, "--device", args.device, "--out", args.out),
+        *("--dataset", "cifar10", "--data-root", args.data_root, "--device", args.device),
+        *("--resume" if args.resume else "--out", args.out),
         *("--model", "efficientnet-lite0", "--model-option", f"resolution={args.resolution}"),
         *("--model-option", f"head={args.head}", "--strategies", args.strategies, "--seeds", args.seeds),
         *PROTOCOLS[args.protocol],

@@ -47,6 +47,16 @@ def test_float16_storage_gives_the_exact_picks_of_the_stored_values():
     assert got.tolist() == want
 
 
+def test_float16_rows_converted_in_small_pieces_give_the_same_picks(monkeypatch):
+    from dalkit.strategies import kcenter
+
+    points = clustered(300, seed=1).half().float()
+    want = reference_k_center(points, points[:0], 40, make_generator(2))
+    monkeypatch.setattr(kcenter, "CONVERT_BYTES", 4 * 16 * 7)  # 7-row pieces: many, and a short last one
+    got, _ = k_center_greedy(points, points[:0], 40, make_generator(2), 50, torch.float16)
+    assert got.tolist() == want
+
+
 def test_pruning_reads_few_vectors_on_clustered_data():
     points = clustered(4000)
     picks, _, state = farthest_first(points, points[:0], 200, make_generator(0), 512, torch.float16)

@@ -149,6 +149,8 @@ def test_fast_keys_mouse_undo_skip_reload_and_corrections_are_recorded_exactly(s
     press(browser, *KEYS)  # 10 label keys, 50 ms apart: each labels the image highlighted when it is pressed
     wait(browser, sent)
     assert browser.find_element("id", "progress").text == "10 of 16 answered"
+    tallies = [link.text for link in browser.find_elements("css selector", "nav a[data-tally]")]
+    assert tallies == ["labelled (10)", "night (5)", "day (5)"]  # the links' counts follow the labels made
 
     other = {"night": "day", "day": "night"}
     click(browser, order[10], "day")  # the mouse, on the highlighted image

@@ -121,6 +121,14 @@ function answer(card, state, remember = true) {{  // optimistic: the page moves 
                             answer: state.answer, labeller, name: labellerName, seq: ++seq}}}});
   send();
 }}
+function showCounts(reply) {{  // the header's counts and the labelled-set links' (nav a[data-tally])
+  document.getElementById('counts').textContent = reply.counts;
+  for (const link of document.querySelectorAll('nav a[data-tally]')) {{
+    const name = link.dataset.tally;
+    const n = name ? reply.labelled[name] || 0 : Object.values(reply.labelled).reduce((a, b) => a + b, 0);
+    link.textContent = `${{name || 'labelled'}} (${{n}})`;
+  }}
+}}
 function undo() {{
   const last = undoable.pop();
   if (!last) {{ message('nothing to undo on this page'); return; }}
@@ -133,7 +141,7 @@ async function send() {{
     const {{card, body}} = queue[0];
     try {{
       const reply = await post('/label', body);
-      document.getElementById('counts').textContent = reply.counts;
+      showCounts(reply);
       message('');
       queue.shift();
     }} catch (error) {{
@@ -290,11 +298,14 @@ def nav(project: Project, chosen: str | None) -> str:
     """Links to the round's images and to the labelled set, all of it or of one class (`chosen`: the class
     shown, "" for all of it, None on the round's page)."""
     counts = project.class_counts()
-    links = [("/", "to label", chosen is None), ("/labelled", f"labelled ({sum(counts.values())})", chosen == "")]
-    links += [(f"/labelled?{urlencode({'class': c})}", f"{c} ({n})", chosen == c) for c, n in counts.items()]
+    links = [("/", "to label", chosen is None, None)]
+    links += [("/labelled", f"labelled ({sum(counts.values())})", chosen == "", "")]
+    links += [(f"/labelled?{urlencode({'class': c})}", f"{c} ({n})", chosen == c, c) for c, n in counts.items()]
     return "".join(
-        f'<a href="{html.escape(href)}" class="{"chosen" if on else ""}">{html.escape(text)}</a>'
-        for href, text, on in links
+        f'<a href="{html.escape(href)}" class="{"chosen" if on else ""}"'
+        + ("" if tally is None else f' data-tally="{html.escape(tally)}"')  # the script keeps its count current
+        + f">{html.escape(text)}</a>"
+        for href, text, on, tally in links
     )
 
 

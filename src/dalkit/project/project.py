@@ -466,8 +466,8 @@ class Project:
 
     def class_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.settings.classes, 0)
-        for label in self.store.current_labels().values():
-            counts[label] += 1
+        for label, n in self.store.label_counts().items():
+            counts[label] += n
         return counts
 
     def predictions(self) -> dict[str, tuple[str, float]]:

@@ -280,6 +280,10 @@ class LabelStore:
         """Each labelled image's latest label."""
         return {image_id: label for image_id, label, _ in self.db.execute(LATEST_LABELS)}
 
+    def label_counts(self) -> dict[str, int]:
+        """How many images have each label now, counted by SQLite (every label request answers with it)."""
+        return dict(self.db.execute(f"SELECT label, COUNT(*) FROM ({LATEST_LABELS}) GROUP BY label"))
+
     def labelled(self, label: str | None = None) -> list[tuple[int, str, str, str]]:
         """(image id, label, source, given_at) of every labelled image (only those of class `label`, if given),
         the latest labelled first."""
