@@ -11,6 +11,7 @@ from dalkit.features.pool_store import build_store, open_store
 from dalkit.seeding import make_generator
 from dalkit.strategies import checked_select, create_strategy
 from dalkit.strategies.base import entropy, sample_batch
+from dalkit.strategies.cluster_margin import cluster_embeddings
 from dalkit.strategies.coreset import k_center_greedy
 from dalkit.strategies.sharded import store_k_center, store_scores
 
@@ -95,3 +96,23 @@ def test_coreset_with_a_store_option_picks_what_it_picks_in_memory(tmp_path, con
 def test_robust_coreset_refuses_a_store():
     with pytest.raises(DalkitError, match="store"):
         create_strategy("coreset-robust", store="somewhere")
+
+
+def test_cluster_margin_clusters_a_store_as_it_clusters_in_memory(tmp_path):
+    embeddings, probs = pool()
+    store = stored(tmp_path, embeddings, probs, shard_rows=64)
+    options = {"exact_max": 10, "centroids": 20, "clusters": 6, "chunk_size": 16}  # the k-means path, 4 shards
+    got = cluster_embeddings(store.shards("embeddings"), make_generator(3), **options)
+    want = cluster_embeddings(embeddings, make_generator(3), **options)
+    assert got.method == want.method and got.centroids == want.centroids
+    assert got.labels.tolist() == want.labels.tolist()
+
+
+def test_cluster_margin_with_a_store_option_spreads_its_batch_and_removes_the_store(tmp_path, context_factory):
+    options = {"exact_max": 20, "centroids": 30, "clusters": 8}
+    strategy = create_strategy("cluster-margin", store=str(tmp_path / "stores"), shard_rows=25, **options)
+    picked = checked_select(strategy, context_factory(pool_size=90, labelled=5), 6)
+    assert picked.info["clustering"].startswith("k-means") and picked.info["clusters"] == 8
+    clusters = strategy.pool_clusters.labels[picked.indices]
+    assert len(set(clusters.tolist())) == min(6, picked.info["km_clusters"])  # one a cluster while others remain
+    assert list((tmp_path / "stores").iterdir()) == []

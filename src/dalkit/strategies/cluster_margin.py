@@ -56,6 +56,7 @@ that pass; later queries read only the candidates' outputs (`QueryContext.output
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,7 @@ from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy, top_k
 from dalkit.strategies.kcenter import sq_from_dots, sq_norms
 from dalkit.strategies.registry import register_strategy
+from dalkit.strategies.sharded import query_store
 
 SAMPLE_PER_CENTROID = 40  # k-means is fitted on a random sample of this many points per centroid
 
@@ -178,39 +180,62 @@ def nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, chunk_size: 
     return nearest
 
 
-def cluster_means(
-    points: torch.Tensor, labels: torch.Tensor, k: int, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (k, d; float32, summed in float64 by chunks) and size of each of k clusters; empty ones are 0."""
-    sums = torch.zeros(k, points.shape[1], dtype=torch.float64, device=points.device)
-    for start in range(0, len(points), chunk_size):
-        sums.index_add_(0, labels[start : start + chunk_size], points[start : start + chunk_size].double())
+Blocks = Sequence[torch.Tensor]  # a pool's rows in consecutive row-major blocks (one tensor, or a store's shards)
+
+
+def as_blocks(rows: torch.Tensor | Blocks) -> list[torch.Tensor]:
+    return [rows] if isinstance(rows, torch.Tensor) else list(rows)
+
+
+def cluster_means(blocks: Blocks, labels: torch.Tensor, k: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (k, d; float32, summed in float64 by chunks) and size of each of k clusters of the rows of
+    `blocks` (labels: one per row, in block order); empty ones are 0."""
+    sums = torch.zeros(k, blocks[0].shape[1], dtype=torch.float64, device=labels.device)
+    offset = 0
+    for block in blocks:
+        for start in range(0, len(block), chunk_size):
+            rows = block[start : start + chunk_size]
+            sums.index_add_(0, labels[offset + start : offset + start + len(rows)], rows.to(labels.device).double())
+        offset += len(block)
     counts = torch.bincount(labels, minlength=k)
     return (sums / counts.clamp_min(1)[:, None]).float(), counts
 
 
+def gather_rows(blocks: Blocks, indices: torch.Tensor) -> torch.Tensor:
+    """Rows `indices` (into the blocks' rows in order) as one float32 tensor, in the order given."""
+    ends = torch.tensor([len(b) for b in blocks]).cumsum(0)
+    which = torch.searchsorted(ends, indices.cpu(), right=True)
+    out = torch.empty(len(indices), blocks[0].shape[1], device=blocks[0].device)
+    for b in which.unique().tolist():
+        mine = (which == b).nonzero().squeeze(1)
+        start = int(ends[b]) - len(blocks[b])
+        out[mine.to(out.device)] = blocks[b][(indices.cpu()[mine] - start).to(blocks[b].device)].float()
+    return out
+
+
 def kmeans(
-    points: torch.Tensor, k: int, generator: torch.Generator, chunk_size: int, iterations: int = 10
+    blocks: torch.Tensor | Blocks, k: int, generator: torch.Generator, chunk_size: int, iterations: int = 10
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """k-means of `points` (n, d) into at most k non-empty clusters; every draw from `generator`.
+    """k-means of the rows of `blocks` (n, d in all) into at most k non-empty clusters; every draw from
+    `generator`.
 
     Lloyd's iterations on a random sample of SAMPLE_PER_CENTROID * k points (all points when fewer), started
-    from k random sample points; then every point is assigned to its nearest centroid (chunked) and each
-    centroid recomputed as the mean of its points. Returns each point's cluster (n,), the centroids (m, d)
-    and their sizes (m,), with the m <= k empty clusters dropped and the rest renumbered.
+    from k random sample points; then every point is assigned to its nearest centroid (chunked, block by block)
+    and each centroid recomputed as the mean of its points. Returns each point's cluster (n,), the centroids
+    (m, d) and their sizes (m,), with the m <= k empty clusters dropped and the rest renumbered.
     """
-    n = len(points)
+    blocks = as_blocks(blocks)
+    n = sum(len(b) for b in blocks)
     k = min(k, n)
-    sample = torch.randperm(n, generator=generator)[: min(n, SAMPLE_PER_CENTROID * k)].to(points.device)
-    sample = points[sample].float()
-    start = torch.randperm(len(sample), generator=generator)[:k].to(points.device)
+    sample = gather_rows(blocks, torch.randperm(n, generator=generator)[: min(n, SAMPLE_PER_CENTROID * k)])
+    start = torch.randperm(len(sample), generator=generator)[:k].to(sample.device)
     centroids = sample[start].clone()
     for _ in range(iterations):
-        means, counts = cluster_means(sample, nearest_centroid(sample, centroids, chunk_size), k, chunk_size)
+        means, counts = cluster_means([sample], nearest_centroid(sample, centroids, chunk_size), k, chunk_size)
         centroids = torch.where((counts > 0)[:, None], means, centroids)  # an empty cluster keeps its centroid
     del sample
-    labels = nearest_centroid(points, centroids, chunk_size)
-    centroids, counts = cluster_means(points, labels, k, chunk_size)
+    labels = torch.cat([nearest_centroid(block, centroids, chunk_size) for block in blocks])
+    centroids, counts = cluster_means(blocks, labels, k, chunk_size)
     kept = counts > 0
     renumber = torch.cumsum(kept.long(), 0) - 1
     return renumber[labels], centroids[kept], counts[kept]
@@ -243,7 +268,7 @@ def default_clusters(num_points: int, centroids: int | None) -> int:
 
 
 def cluster_embeddings(
-    embeddings: torch.Tensor,
+    embeddings: torch.Tensor | Blocks,
     generator: torch.Generator,
     *,
     clusters: int | None = None,
@@ -253,18 +278,21 @@ def cluster_embeddings(
     kmeans_iterations: int = 10,
     chunk_size: int = 4096,
 ) -> PoolClusters:
-    """Average-linkage HAC of `embeddings` (n, d): exact up to `exact_max` points, else on k-means centroids.
+    """Average-linkage HAC of `embeddings` (n, d; or blocks of rows, e.g. a pool store's memory-mapped shards,
+    read chunk by chunk): exact up to `exact_max` points, else on k-means centroids.
 
     Cut at distance `threshold`, else into `clusters` clusters (default: `default_clusters`). See the module
     docstring for the large-pool path and why its centroid HAC is weighted.
     """
-    n = len(embeddings)
+    blocks = as_blocks(embeddings)
+    n = sum(len(b) for b in blocks)
     if n <= exact_max:
         target = clusters if clusters is not None else default_clusters(n, None)
-        labels = exact_hac(embeddings.float().cpu().numpy(), target if threshold is None else None, threshold)
+        points = torch.cat([b.float().cpu() for b in blocks]).numpy()
+        labels = exact_hac(points, target if threshold is None else None, threshold)
         return PoolClusters(labels, "exact average-linkage HAC")
     target = clusters if clusters is not None else default_clusters(n, centroids)
-    assignment, centres, counts = kmeans(embeddings, centroids, generator, chunk_size, kmeans_iterations)
+    assignment, centres, counts = kmeans(blocks, centroids, generator, chunk_size, kmeans_iterations)
     merges, heights = weighted_average_linkage(centres.double().cpu().numpy(), counts.cpu().numpy())
     of_centroid = flat_clusters(len(centres), merges, heights, target if threshold is None else None, threshold)
     labels = of_centroid[assignment.cpu().numpy()]
@@ -333,6 +361,8 @@ class ClusterMargin(Strategy):
         exact_max: int = 5000,
         centroids: int = 2000,
         kmeans_iterations: int = 10,
+        store: str | None = None,
+        shard_rows: int = 262_144,
     ) -> None:
         owner = "cluster-margin"
         require(km_ratio > 0, owner, "km_ratio", km_ratio, "be positive (k_m = km_ratio x budget)", "km_ratio=10")
@@ -351,6 +381,7 @@ class ClusterMargin(Strategy):
             f"clusters={centroids // 2}",
         )
         require(kmeans_iterations >= 1, owner, "kmeans_iterations", kmeans_iterations, "be at least 1", "10")
+        require(shard_rows >= 1, owner, "shard_rows", shard_rows, "be at least 1", "shard_rows=262144")
         if clusters is not None and threshold is not None:
             raise DalkitError(
                 "the cluster-margin options clusters and threshold both say where to cut the clustering; "
@@ -362,21 +393,28 @@ class ClusterMargin(Strategy):
         self.exact_max = exact_max
         self.centroids = centroids
         self.kmeans_iterations = kmeans_iterations
+        self.store = store
+        self.shard_rows = shard_rows
         self.pool_clusters: PoolClusters | None = None  # computed at the first query, kept for the run
 
     def cluster_pool(self, ctx: QueryContext) -> torch.Tensor:
-        """Cluster every pool image's embedding under this query's model; returns the candidates' probabilities."""
+        """Cluster every pool image's embedding under this query's model; returns the candidates' probabilities.
+        With `store`, the embeddings go to a temporary float16 store on disk, shard by shard, and are clustered
+        from there (memory: the clusters, the k-means sample and one chunk, whatever the pool's size)."""
+        options = {
+            "clusters": self.clusters,
+            "threshold": self.threshold,
+            "exact_max": self.exact_max,
+            "centroids": self.centroids,
+            "kmeans_iterations": self.kmeans_iterations,
+            "chunk_size": ctx.chunk_size,
+        }
+        if self.store is not None:
+            with query_store(ctx, np.arange(len(ctx.pool)), self.store, self.shard_rows) as store:
+                self.pool_clusters = cluster_embeddings(store.shards("embeddings"), ctx.generator, **options)
+                return gather_rows(store.shards("probs"), torch.as_tensor(ctx.candidates, dtype=torch.long))
         outputs = predict(ctx.model, ctx.batches(np.arange(len(ctx.pool))), ctx.device)
-        self.pool_clusters = cluster_embeddings(
-            outputs.embeddings,
-            ctx.generator,
-            clusters=self.clusters,
-            threshold=self.threshold,
-            exact_max=self.exact_max,
-            centroids=self.centroids,
-            kmeans_iterations=self.kmeans_iterations,
-            chunk_size=ctx.chunk_size,
-        )
+        self.pool_clusters = cluster_embeddings(outputs.embeddings, ctx.generator, **options)
         return outputs.probs[torch.as_tensor(ctx.candidates, dtype=torch.long, device=outputs.probs.device)]
 
     def select(self, ctx: QueryContext, budget: int) -> Selection:

@@ -17,10 +17,7 @@ program adds its sparse coverage pairs, at most `max_pairs` of them).
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,12 +25,11 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from dalkit.errors import DalkitError
-from dalkit.features.pool_store import build_store, classifier_shards
 from dalkit.options import require
 from dalkit.strategies.base import QueryContext, Selection, Strategy
 from dalkit.strategies.kcenter import farthest_first, sq_from_dots, sq_norms
 from dalkit.strategies.registry import register_strategy
-from dalkit.strategies.sharded import store_k_center
+from dalkit.strategies.sharded import query_store, store_k_center
 
 #: how k-center greedy stores the vectors it reads each pick (`precision=`); the distances are float32 throughout
 PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -304,18 +300,9 @@ class CoreSet(Strategy):
     def select_on_store(self, ctx: QueryContext, centers: torch.Tensor, budget: int) -> Selection:
         """The candidates' embeddings computed shard by shard into a float16 store under `store` (removed after
         the query), and k-center greedy run on it: memory a few numbers a candidate, whatever the pool's size."""
-        parent = Path(self.store)
-        parent.mkdir(parents=True, exist_ok=True)
-        query_dir = Path(tempfile.mkdtemp(prefix="coreset-query-", dir=parent))
-        try:
-            compute_shard = classifier_shards(
-                ctx.model, ctx.images, ctx.normalizer, ctx.candidates, self.shard_rows, ctx.device, ctx.batch_size
-            )
-            store = build_store(query_dir / "pool", len(ctx.candidates), self.shard_rows, compute_shard)
+        with query_store(ctx, ctx.candidates, self.store, self.shard_rows) as store:
             picks, scores = store_k_center(store, centers.cpu(), budget, ctx.generator, ctx.chunk_size)
-        finally:
-            shutil.rmtree(query_dir, ignore_errors=True)
-        info = {"store": str(parent), "shards": store.num_shards}
+        info = {"store": str(self.store), "shards": store.num_shards}
         return Selection(ctx.candidates[picks.numpy()], scores.numpy(), info)
 
 
