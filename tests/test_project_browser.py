@@ -187,6 +187,7 @@ def test_fast_keys_mouse_undo_skip_reload_and_corrections_are_recorded_exactly(s
 
     browser.get(url.split("?")[0] + "labelled?class=night")  # the labelled set, nights only; correct the first
     nights = [card["image"] for card in shown_cards(browser)]
+    assert "\u00b7" not in browser.find_element("tag name", "header").text  # no "round 1 ·" with nothing after it
     assert sorted(nights) == sorted(image for image, labels in expected.items() if labels[-1] == "night")
     click(browser, nights[0], "day")
     expected[nights[0]].append("day")

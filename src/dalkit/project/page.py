@@ -40,7 +40,7 @@ nav {{ margin-top: .75rem; display: flex; gap: 1rem; flex-wrap: wrap; }}
 nav a.chosen {{ font-weight: bold; color: #222; text-decoration: none; }}
 #finished {{ display: none; }}
 [data-view="labelled"] .card.done {{ opacity: 1; }}
-[data-view="labelled"] #mode {{ display: none; }}
+[data-view="labelled"] #mode, [data-view="labelled"] .progress {{ display: none; }}  /* no batch to go through */
 /* one by one: the highlighted image alone, large */
 [data-view="queue"].single .card:not(.current) {{ display: none; }}
 [data-view="queue"].single .card.current {{ width: 420px; }}
@@ -49,7 +49,7 @@ nav a.chosen {{ font-weight: bold; color: #222; text-decoration: none; }}
 </style></head>
 <body data-view="{view}">
 <header><h2>{title}</h2><span id="counts">{counts}</span>
-<span>round {round} &middot; <b id="progress"></b></span>
+<span>round {round}<span class="progress"> &middot; <b id="progress"></b></span></span>
 <span>keys: {keys} label the highlighted image, <kbd>space</kbd> skip, <kbd>?</kbd> unsure,
 <kbd>Backspace</kbd> undo</span>
 <button id="undo"><kbd>Backspace</kbd> undo</button>
