@@ -203,13 +203,14 @@ def cluster_means(blocks: Blocks, labels: torch.Tensor, k: int, chunk_size: int)
 
 def gather_rows(blocks: Blocks, indices: torch.Tensor) -> torch.Tensor:
     """Rows `indices` (into the blocks' rows in order) as one float32 tensor, in the order given."""
+    indices = indices.cpu()
     ends = torch.tensor([len(b) for b in blocks]).cumsum(0)
-    which = torch.searchsorted(ends, indices.cpu(), right=True)
+    which = torch.searchsorted(ends, indices, right=True)
     out = torch.empty(len(indices), blocks[0].shape[1], device=blocks[0].device)
     for b in which.unique().tolist():
         mine = (which == b).nonzero().squeeze(1)
-        start = int(ends[b]) - len(blocks[b])
-        out[mine.to(out.device)] = blocks[b][(indices.cpu()[mine] - start).to(blocks[b].device)].float()
+        rows = indices[mine] - (int(ends[b]) - len(blocks[b]))
+        out[mine.to(out.device)] = blocks[b][rows.to(blocks[b].device)].float()
     return out
 
 
