@@ -64,3 +64,22 @@ def test_pruning_reads_few_vectors_on_clustered_data():
     late = state.touched[100:]
     assert max(late) < len(points) / 4
     assert picks.unique().numel() == 200
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0])  # 300: float16 products of these rows would overflow unscaled
+def test_float16_screen_gives_the_same_picks_and_computes_few_rows_exactly(monkeypatch, scale):
+    from dalkit.strategies import kcenter
+
+    points = (scale * clustered(3000, seed=4)).half().float()
+    assert torch.isfinite(points).all()
+    runs = {}
+    for screen_rows in (10**9, 1):  # screen off, then on for every chunk
+        monkeypatch.setattr(kcenter, "SCREEN_ROWS", screen_rows)
+        runs[screen_rows] = farthest_first(points, points[:0], 120, make_generator(5), 1024, torch.float16)
+    (off, off_values, off_state), (on, on_values, on_state) = runs[10**9], runs[1]
+    assert on.tolist() == off.tolist()
+    # float32 sums in another order: within a few units in the last place of the squared norms
+    torch.testing.assert_close(on_values, off_values, rtol=0, atol=1e-6 * float(points.square().sum(1).max()))
+    assert off_state.exact == 0
+    assert 0 < on_state.exact < sum(on_state.touched) / 4  # the screen ruled out most rows it read
+    assert torch.isfinite(torch.cat(on_state.min_sq)).all()

@@ -4,8 +4,10 @@ Each point keeps its squared distance to the nearest centre so far (float32) and
 new centre c is added, the triangle inequality gives d(x, c) >= d(a, c) - d(x, a) for x's centre a, so a point
 with d(a, c) >= 2 d(x, a) cannot get closer to c and is settled from two numbers, without reading its vector;
 centre-to-centre distances are few and cheap. The vectors are read only for the other points, from storage in
-float16 or bfloat16 (half the bytes of float32: the pick loop is bound by reading them), converted chunk by chunk
-and accumulated in float32 as ||x||^2 - 2 x.c + ||c||^2, with ||x||^2 of the stored vector.
+float16 or bfloat16 (half the bytes of float32: the pick loop is bound by reading them) and accumulated in float32
+as ||x||^2 - 2 x.c + ||c||^2, with ||x||^2 of the stored vector. Float16 rows on the CPU are first screened with
+float16 products (rounded, with a proven error bound); only the rows the screen cannot rule out are computed exactly,
+so the picks are those of the exact float32 arithmetic on the stored values.
 
 The points live in `blocks` (row-major 2-D tensors, possibly views of memory-mapped files); each pick is the
 argmax of the per-block maxima, ties to the earliest block and row. Memory beyond the vectors: 12 bytes a point
@@ -23,6 +25,8 @@ import torch
 SLACK = 1e-4
 #: stored rows are converted to float32 this many bytes at a time (a piece that stays in the CPU's cache)
 CONVERT_BYTES = 4 << 20
+#: chunks of fewer rows skip the float16 screen (its second pass over the few rows it keeps costs more there)
+SCREEN_ROWS = 256
 
 
 def sq_norms(x: torch.Tensor) -> torch.Tensor:
@@ -68,6 +72,8 @@ class FarthestFirst:
             self.min_sq.append(nearest)
             self.owner.append(owner)
         self.touched: list[int] = []
+        self.exact = 0  # rows the float16 screen could not rule out, computed exactly
+        self.max_norm = max((float(b.max()) for b in self.sq if len(b)), default=0.0) ** 0.5
         self.buffer = torch.empty(max(1, CONVERT_BYTES // (4 * dim)), dim, device=device)
 
     def nearest(self, block: torch.Tensor, block_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,8 +115,8 @@ class FarthestFirst:
 
     def products(self, rows: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         """rows @ center in float32. Stored float16/bfloat16 rows are converted a cache-sized piece at a time into
-        one reused buffer (measured on random 512-d data: at 50,000 rows whole 8,192-row chunks were 2.4x slower
-        than float32 and 4 MB pieces 1.9x faster; at 1,000,000 the pieces are 0.70x float32, see benchmarks)."""
+        one reused buffer (at 50,000 random 512-d rows, whole 8,192-row chunks were 2.4x slower than float32 and
+        4 MB pieces 1.9x faster; see benchmarks)."""
         if rows.dtype == torch.float32:
             return rows @ center
         out = torch.empty(len(rows), device=rows.device)
@@ -119,6 +125,37 @@ class FarthestFirst:
             piece = self.buffer[: min(step, len(rows) - i)].copy_(rows[i : i + step])
             torch.mv(piece, center, out=out[i : i + len(piece)])
         return out
+
+    def distances(
+        self, rows: torch.Tensor, rows_sq: torch.Tensor, rows_min: torch.Tensor, center: torch.Tensor, center_sq
+    ) -> torch.Tensor:
+        """Squared distances of `rows` to `center`, exact (float32 accumulation) wherever one can be below
+        `rows_min`; elsewhere a lower bound that is not. Float16 rows on the CPU are screened first with torch's
+        float16 matrix-vector kernel (it reads the half-size rows without a conversion pass: 2x float32's speed;
+        its result is the exact product rounded to float16, so within 2^-11 of it); only rows the screen cannot
+        rule out are computed exactly."""
+        if rows.dtype != torch.float16 or rows.device.type != "cpu" or len(rows) < SCREEN_ROWS:
+            return (rows_sq + center_sq - 2 * self.products(rows, center)).clamp_min_(0)
+        # the centre as float16, scaled by a power of two so that no product overflows; `lost` is what rounding
+        # it took away (elements scaled into float16's subnormals), bounded below as ||x|| ||lost||
+        bound = self.max_norm * float(torch.linalg.vector_norm(center))
+        scale = 2.0 ** max(0, math.ceil(math.log2(max(bound, 1e-30) / 2**15)))
+        center16 = (center / scale).half()
+        lost = float(torch.linalg.vector_norm(center - center16.float() * scale))
+        dots = torch.mv(rows, center16).float().mul_(scale)
+        d = rows_sq + center_sq - 2 * dots
+        # |float16 product - exact| <= 2^-11 |exact|; the two float32 sums differ by at most (dim + 4) 2^-23 of
+        # the norms: a generous bound on how far `d` can be from the exact path's value
+        slack = dots.abs_().mul_(2**-9).add_((rows_sq + center_sq).mul_((rows.shape[1] + 4) * 2**-22))
+        if lost:
+            slack.add_(rows_sq.sqrt().mul_(4 * lost))
+        maybe = (d - slack < rows_min).nonzero().squeeze(1)
+        if 4 * len(maybe) > len(rows):
+            return (rows_sq + center_sq - 2 * self.products(rows, center)).clamp_min_(0)
+        self.exact += len(maybe)
+        near = rows.index_select(0, maybe)
+        exact = rows_sq.index_select(0, maybe) + center_sq - 2 * self.products(near, center)
+        return d.index_copy_(0, maybe, exact).clamp_min_(0)
 
     def lower(self, i: int, center: torch.Tensor, k: int, to_new: torch.Tensor) -> int:
         """Lower block i's distances with centre k where the bound allows a change; returns the rows read.
@@ -139,13 +176,15 @@ class FarthestFirst:
                 index = need[part].nonzero().squeeze(1)
                 rows, rows_sq = rows.index_select(0, index), rows_sq.index_select(0, index)
             read += len(rows)
-            d = (rows_sq + center_sq - 2 * self.products(rows, center)).clamp_min_(0)
             if len(rows) < len(rows_min):
-                closer = d < rows_min.index_select(0, index)
+                rows_min_read = rows_min.index_select(0, index)
+                d = self.distances(rows, rows_sq, rows_min_read, center, center_sq)
+                closer = d < rows_min_read
                 index = index[closer]
                 rows_min[index] = d[closer]
                 rows_owner[index] = k
             else:
+                d = self.distances(rows, rows_sq, rows_min, center, center_sq)
                 closer = d < rows_min
                 rows_min.copy_(torch.where(closer, d, rows_min))
                 rows_owner.masked_fill_(closer, k)
