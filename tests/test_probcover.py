@@ -41,7 +41,7 @@ def test_every_pick_is_the_greedy_max_coverage_pick(labelled):
     points, delta = unit_points(53), 0.5
     adjacency = brute_adjacency(points, delta)
     graph = delta_graph(points, delta, 8, max_edges=10**6)
-    picks, gains = max_coverage(graph, labelled, 30, make_generator(0))
+    picks, gains = max_coverage(graph, np.arange(labelled), 30, make_generator(0))
     covered = adjacency[:labelled].any(axis=0)
     if labelled == 0:
         assert adjacency[picks[0]].sum() == adjacency.sum(axis=1).max()  # cold start: a max-degree point first
@@ -57,7 +57,7 @@ def test_coverage_never_decreases_and_equals_brute_force():
     points, delta = unit_points(53, seed=1), 0.4
     adjacency = brute_adjacency(points, delta)
     graph = delta_graph(points, delta, 8, max_edges=10**6)
-    picks, gains = max_coverage(graph, 2, 40, make_generator(1))
+    picks, gains = max_coverage(graph, np.arange(2), 40, make_generator(1))
     sources = [0, 1]
     values = [coverage(graph, sources)]
     for pick, gain in zip(picks, gains):
@@ -71,9 +71,9 @@ def test_coverage_never_decreases_and_equals_brute_force():
 def test_random_picks_once_everything_is_covered():
     points = torch.cat([torch.eye(3)[:1].repeat(6, 1), torch.eye(3)[1:2].repeat(5, 1)])
     graph = delta_graph(points, 0.1, 4, max_edges=1000)
-    picks, gains = max_coverage(graph, 0, 7, make_generator(0))
+    picks, gains = max_coverage(graph, np.arange(0), 7, make_generator(0))
     assert gains.tolist() == [6, 5, 0, 0, 0, 0, 0] and len(set(picks.tolist())) == 7
-    others = {tuple(max_coverage(graph, 0, 7, make_generator(seed))[0][2:]) for seed in range(5)}
+    others = {tuple(max_coverage(graph, np.arange(0), 7, make_generator(seed))[0][2:]) for seed in range(5)}
     assert len(others) > 1  # the fallback picks are drawn from the generator
 
 
@@ -133,7 +133,7 @@ def test_strategy_without_delta_uses_the_purity_rule(context_factory):
     selection = checked_select(create_strategy("probcover"), ctx, 3)
     delta = purity_delta(points, kmeans_labels(points, 3, make_generator(0)), 0.95, 8)
     graph = delta_graph(points, delta, 8, max_edges=10**6)
-    want, gains = max_coverage(graph, 0, 3, _after_kmeans_seed(0))  # the context's generator, past k-means
+    want, gains = max_coverage(graph, np.arange(0), 3, _after_kmeans_seed(0))  # the context's generator, past k-means
     assert selection.indices.tolist() == want.tolist()
     assert selection.scores.tolist() == gains.tolist()
 
@@ -154,3 +154,36 @@ def test_too_many_edges_are_refused_naming_the_option(context_factory):
 def test_bad_options_are_refused(options):
     with pytest.raises(DalkitError, match=next(iter(options))):
         create_strategy("probcover", **options)
+
+
+def frozen_context(context_factory, points: torch.Tensor, labelled: np.ndarray, seed: int):
+    """A context whose embeddings are `points` by pool index (features that do not change between cycles)."""
+    ctx = context_factory(pool_size=len(points), labelled=0, seed=seed, chunk_size=8)
+    ctx.pool.label(labelled, labelled % 3, cycle=0)
+    ctx.candidates = ctx.pool.unlabelled_indices()
+    ctx._cache["labelled"] = Outputs(torch.full((len(labelled), 3), 1 / 3), points[ctx.labelled])
+    ctx._cache["candidates"] = Outputs(torch.full((len(ctx.candidates), 3), 1 / 3), points[ctx.candidates])
+    return ctx
+
+
+def test_the_graph_is_built_once_while_the_representation_stays_the_same(context_factory, monkeypatch):
+    from dalkit.strategies import probcover
+
+    built = []
+    real = probcover.delta_graph
+    monkeypatch.setattr(probcover, "delta_graph", lambda *a, **k: built.append(1) or real(*a, **k))
+    points, _ = three_blobs(seed=4)
+    strategy = create_strategy("probcover")
+    first = checked_select(strategy, frozen_context(context_factory, points, np.array([5, 50]), seed=1), 4)
+    labelled = np.array([5, 50, *first.indices])
+    second = checked_select(strategy, frozen_context(context_factory, points, labelled, seed=2), 4)
+    assert len(built) == 1 and second.info["graph_reused"] and not first.info["graph_reused"]
+    want = checked_select(  # a strategy that builds the graph this cycle, with the delta the first cycle chose
+        create_strategy("probcover", delta=second.info["delta"]),
+        frozen_context(context_factory, points, labelled, seed=2),
+        4,
+    )
+    assert second.indices.tolist() == want.indices.tolist()
+    assert second.scores.tolist() == want.scores.tolist()
+    moved = checked_select(strategy, frozen_context(context_factory, points.flip(0), labelled, seed=2), 4)
+    assert len(built) == 3 and not moved.info["graph_reused"]  # new embeddings: delta and graph afresh
