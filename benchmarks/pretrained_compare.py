@@ -42,6 +42,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/pretrained-compare")
     parser.add_argument("--resume", action="store_true", help="continue the comparison in --out")
+    parser.add_argument("--targets", help="accuracies in %% (e.g. 79.04, 95%% of the ceiling): labels to reach each")
     args = parser.parse_args()
     command = [
         "compare",
@@ -50,6 +51,7 @@ def main() -> int:
         *("--model", "efficientnet-lite0", "--model-option", f"resolution={args.resolution}"),
         *("--model-option", f"head={args.head}", "--strategies", args.strategies, "--seeds", args.seeds),
         *PROTOCOLS[args.protocol],
+        *(["--targets", args.targets] if args.targets else []),
     ]
     print("dalkit " + " ".join(command), flush=True)
     return dalkit(command)
