@@ -36,7 +36,7 @@ def test_report_rebuilds_table_csv_and_plot_with_published_points(finished, tmp_
     printed = capsys.readouterr().out
     assert "5 run(s)" in printed and "report.md" in printed
     lines = (out / "report.md").read_text().splitlines()
-    assert lines[2] == "| strategy | runs | 10 | 15 | 20 | AULC |"
+    assert lines[2] == "| strategy | runs | 10 | 15 | 20 | AULC | s/cycle (max) |"
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[4:]}
     assert set(rows) == {"random", "margin", "entropy", "Core-Set (Sener 2018)", "BALD (Gal 2017)"}
     assert "| random | 2 |" in rows["random"] and "+-" in rows["random"] and rows["random"].endswith("|")
@@ -45,6 +45,12 @@ def test_report_rebuilds_table_csv_and_plot_with_published_points(finished, tmp_
         cycles = list(csv.DictReader(f))
     assert len(cycles) == 5 * 2 and {c["strategy"] for c in cycles} == {"random", "margin", "entropy"}
     assert {c["seed"] for c in cycles if c["strategy"] == "entropy"} == {"3"} and cycles[0]["accuracy"]
+    seconds = [
+        sum(float(c[k] or 0) for k in ("train_seconds", "eval_seconds", "query_seconds"))
+        for c in cycles
+        if c["strategy"] == "random"
+    ]
+    assert rows["random"].endswith(f"| {sum(seconds) / len(seconds):.1f} ({max(seconds):.1f}) |")
     assert (out / "curves.png").stat().st_size > 1000
 
 

@@ -111,6 +111,13 @@ def read_published(path: str | Path) -> list[PublishedCurve]:
     return result
 
 
+def cycle_seconds(runs: list[FoundRun]) -> str:
+    """Mean (and most) seconds a cycle took (training + evaluation + selection) over every cycle of `runs`."""
+    parts = ("train_seconds", "eval_seconds", "query_seconds")
+    seconds = [sum(r.get(p) or 0.0 for p in parts) for run in runs for r in run.records]
+    return f"{np.mean(seconds):.1f} ({max(seconds):.1f})" if seconds else "-"
+
+
 def build_report(paths: list[str | Path], published: str | Path | None = None, out: str | Path | None = None) -> Report:
     """report.md (mean +- std per budget and AULC per strategy, published rows beside them), cycles.csv (every
     cycle of every run) and curves.png (mean +- std bands; published curves dashed) in `out`."""
@@ -140,16 +147,21 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
         cells = dict(zip(s.labelled, (f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std))))
         seeds = sorted(r.experiment.get("seed") for r in groups[s.strategy])
         aulc = f"{100 * s.aulc_mean:.2f} +- {100 * s.aulc_std:.2f}"
-        rows.append([s.strategy, len(seeds), *[cells.get(b, "-") for b in budgets], aulc])
+        rows.append(
+            [s.strategy, len(seeds), *[cells.get(b, "-") for b in budgets], aulc, cycle_seconds(groups[s.strategy])]
+        )
     for c in curves:
         stds = c.std or [None] * len(c.labelled)
         cells = {
             b: f"{100 * a:.2f}" + ("" if d is None else f" +- {100 * d:.2f}")
             for b, a, d in zip(c.labelled, c.accuracy, stds)
         }
-        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-"])
-    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC"], rows)
-    note = "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve."
+        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", "-"])
+    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", "s/cycle (max)"], rows)
+    note = (
+        "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve; "
+        "s/cycle: seconds of training, evaluation and selection per cycle, mean over every cycle (and the most)."
+    )
     (directory / "report.md").write_text(f"{note}\n\n{table}\n")
     with open(directory / "cycles.csv", "w", newline="") as f:
         writer = csv.DictWriter(
