@@ -12,6 +12,8 @@ Run on an idle machine (the first run of a resolution spends most of its time on
     PYTHONPATH=src python benchmarks/pretrained_compare.py --protocol hundred --out runs/pretrained-hundred
     PYTHONPATH=src python benchmarks/pretrained_compare.py --protocol low --seeds 0,1,2,3,4 --out runs/pretrained-low
 
+`--jobs 2` runs two runs at once (set OMP_NUM_THREADS=1 so that each takes one core).
+
 `--resume` continues the comparison in `--out` (its finished runs are kept), e.g. with more seeds.
 
 It prints dalkit compare's table: mean +- std test accuracy per budget and AULC for each strategy, over the seeds.
@@ -42,6 +44,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/pretrained-compare")
     parser.add_argument("--resume", action="store_true", help="continue the comparison in --out")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (one core each)")
     parser.add_argument("--targets", help="accuracies in %% (e.g. 79.04, 95%% of the ceiling): labels to reach each")
     args = parser.parse_args()
     command = [
@@ -52,6 +55,7 @@ def main() -> int:
         *("--model-option", f"head={args.head}", "--strategies", args.strategies, "--seeds", args.seeds),
         *PROTOCOLS[args.protocol],
         *(["--targets", args.targets] if args.targets else []),
+        *(["--executor", "processes", "--jobs", str(args.jobs)] if args.jobs > 1 else []),
     ]
     print("dalkit " + " ".join(command), flush=True)
     return dalkit(command)

@@ -214,6 +214,9 @@ def command_run(args: argparse.Namespace) -> None:
     print(f"\nrun directory: {result.directory} (learning curve: {result.directory / 'curve.png'})")
 
 
+DEFAULT_STRATEGIES = "random,entropy,margin,coreset"
+
+
 def names(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -226,7 +229,7 @@ def command_compare(args: argparse.Namespace) -> int:
         raise DalkitError("give --dataset or --datasets, not both; --datasets a,b runs every data set in the grid.")
     comparison = run_comparison(
         build_config(args),
-        names(args.strategies),
+        names(args.strategies) if args.strategies or args.methods else names(DEFAULT_STRATEGIES),
         args.seeds,
         resume=args.resume,
         targets=args.targets,
@@ -234,6 +237,7 @@ def command_compare(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         retries=args.retries,
         datasets=names(args.datasets) or None,
+        methods=names(args.methods),
         resources=Resources(address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run),
     )
     print()
@@ -344,7 +348,16 @@ def make_parser() -> argparse.ArgumentParser:
         ],
         help="compare strategies over several seeds",
     )
-    compare.add_argument("--strategies", default="random,entropy,margin,coreset", help="comma-separated strategy names")
+    compare.add_argument(
+        "--strategies",
+        help=f"comma-separated strategy names; default {DEFAULT_STRATEGIES}, or none when --methods is given",
+    )
+    compare.add_argument(
+        "--methods",
+        metavar="A,B",
+        help="comma-separated methods (see `dalkit methods`) as rows beside the strategies: each brings its model, "
+        "objectives and strategy into this comparison's protocol (e.g. cskd-sa and its ablations)",
+    )
     compare.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma-separated seeds; default 0,1,2")
     compare.add_argument(
         "--targets",

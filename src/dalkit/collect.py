@@ -2,7 +2,8 @@
 or both), optionally beside published results.
 
 A finished run is a directory with config.json and cycles.csv whose name does not start with .partial- (see
-`executors.run_in_folder`). Runs are grouped by strategy (and by data set and model when the runs span several).
+`executors.run_in_folder`). Runs are grouped by strategy (by method for `compare --methods` rows), and by data set
+and model when the runs span several.
 The published CSV has the columns method, labelled, accuracy (test accuracy in %), optionally std (in %) and
 source; each (method, source) becomes a curve on the plot and a row of the table.
 """
@@ -118,6 +119,20 @@ def cycle_seconds(runs: list[FoundRun]) -> str:
     return f"{np.mean(seconds):.1f} ({max(seconds):.1f})" if seconds else "-"
 
 
+def row_name(run: FoundRun, runs: list[FoundRun]) -> str:
+    """The run's row: its strategy, or its method for a `compare --methods` row (whose model is the method's); with
+    (data set, model) added when the strategy rows span several, and the data set when the runs do."""
+    datasets = {r.experiment.get("dataset") for r in runs}
+    settings = {(r.experiment.get("dataset"), r.experiment.get("model")) for r in runs if not r.experiment.get("row")}
+    experiment = run.experiment
+    if experiment.get("row"):
+        return experiment["row"] + (f" ({experiment.get('dataset')})" if len(datasets) > 1 else "")
+    name = str(experiment.get("strategy"))
+    if len(settings) > 1 or len(datasets) > 1:
+        name = f"{name} ({experiment.get('dataset')}, {experiment.get('model')})"
+    return name
+
+
 def build_report(paths: list[str | Path], published: str | Path | None = None, out: str | Path | None = None) -> Report:
     """report.md (mean +- std per budget and AULC per strategy, published rows beside them), cycles.csv (every
     cycle of every run) and curves.png (mean +- std bands; published curves dashed) in `out`."""
@@ -125,13 +140,9 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
     curves = read_published(published) if published is not None else []
     directory = unique_directory(RUNS, "report") if out is None else Path(out)
     directory.mkdir(parents=True, exist_ok=True)
-    settings = {(r.experiment.get("dataset"), r.experiment.get("model")) for r in runs}
     groups: dict[str, list[FoundRun]] = {}
     for run in runs:
-        name = str(run.experiment.get("strategy"))
-        if len(settings) > 1:
-            name = f"{name} ({run.experiment.get('dataset')}, {run.experiment.get('model')})"
-        groups.setdefault(name, []).append(run)
+        groups.setdefault(row_name(run, runs), []).append(run)
     summaries = []
     for name, group in groups.items():
         results = [ExperimentResult(ExperimentConfig(), r.records, r.directory) for r in group]

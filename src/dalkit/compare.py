@@ -17,6 +17,7 @@ from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL, FailedRun, Resources, Runner, Task, Tracker, run_in_processes, run_locally
 from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult
 from dalkit.options import options_for
+from dalkit.presets import method_parts
 from dalkit.ray_executor import run_on_ray
 from dalkit.report import area_under_curve, format_table, labels_to_reach, markdown_table, plot_learning_curves
 from dalkit.results import is_finished, read_jsonl, unique_directory
@@ -206,11 +207,15 @@ def run_comparison(
     runner: Runner | None = None,
     datasets: Sequence[str] | None = None,
     resources: Resources | None = None,
+    methods: Sequence[str] = (),
 ) -> Comparison:
     """Run every strategy with every seed (same seed -> same initial set) on every data set and summarise.
 
     The comparison's directory is `base.out_dir` (or a new runs/compare-DATASET-MODEL/), and each run is in
     its STRATEGY/ folder, written under a .partial- name and renamed when it finished (`run_in_folder`).
+    `methods` add rows that are papers' methods (`dalkit.presets`): each brings what the method is (its model,
+    objectives and strategy, `method_parts`) into this comparison's protocol, so a method and its ablations sit
+    beside plain strategies in one table, each row named by the method.
     `datasets` (default: `base.dataset` alone) makes the grid data sets x strategies x seeds; runs are named
     DATASET-STRATEGY-seedN, and the summaries come one table per data set.
     `base.strategy_options` may name a strategy: {"bald.samples": 10} goes to bald only, while a plain key goes
@@ -241,20 +246,25 @@ def run_comparison(
             f"{resources.gpus_per_run:g})."
         )
     datasets = list(datasets or [base.dataset])
-    if len(set(datasets)) != len(datasets) or len(set(strategies)) != len(strategies) or len(set(seeds)) != len(seeds):
-        raise DalkitError("--datasets, --strategies and --seeds must each name every entry once; drop the repeats.")
-    options = {name: options_for(name, base.strategy_options) for name in strategies}
-    for name in strategies:  # fail on a bad name or option before any training
-        create_strategy(name, **options[name])
+    rows = [*strategies, *methods]
+    if len(set(datasets)) != len(datasets) or len(set(rows)) != len(rows) or len(set(seeds)) != len(seeds):
+        raise DalkitError(
+            "--datasets, --strategies, --methods and --seeds must each name every entry once (a row's name is its "
+            "strategy's or its method's); drop the repeats."
+        )
+    arms = {
+        name: {"strategy": name, "strategy_options": options_for(name, base.strategy_options)} for name in strategies
+    }
+    arms.update({name: method_arm(name, base) for name in methods})
+    for arm in arms.values():  # fail on a bad name or option before any training
+        create_strategy(arm["strategy"], **arm["strategy_options"])
     directory = comparison_directory(base) if resume is None else resumed_directory(base, Path(resume))
     done: dict[tuple[str, str, int], ExperimentResult] = {}
     todo: list[Task] = []
     for dataset in datasets:
-        for name in strategies:
+        for name, arm in arms.items():
             for seed in seeds:
-                config = replace(
-                    base, dataset=dataset, strategy=name, strategy_options=options[name], seed=seed, out_dir=None
-                )
+                config = replace(base, **arm, dataset=dataset, seed=seed, out_dir=None)
                 label = f"{name}, seed {seed}" if len(datasets) == 1 else f"{dataset} / {name}, seed {seed}"
                 run = finished_run(config, directory / name)
                 if run is not None:
@@ -265,11 +275,11 @@ def run_comparison(
     tracker = Tracker(todo, done, log, retries, bar=base.progress and executor != "local")
     EXECUTORS[executor](todo, tracker, runner, resources)
     failed = tracker.close()
-    order = [(d, s, n) for d in datasets for s in strategies for n in seeds]
+    order = [(d, s, n) for d in datasets for s in rows for n in seeds]
     failed.sort(key=lambda f: order.index((f.dataset, f.strategy, f.seed)))  # grid order, not finishing order
     summaries = []
     for dataset in datasets:
-        for name in strategies:
+        for name in rows:
             runs = [done[(dataset, name, seed)] for seed in seeds if (dataset, name, seed) in done]
             if runs:
                 summaries.append(summarise(name, runs, targets, dataset=dataset))
@@ -281,6 +291,17 @@ def run_comparison(
     comparison = Comparison(summaries, directory, targets, failed)
     write_comparison(comparison, base)
     return comparison
+
+
+def method_arm(name: str, base: ExperimentConfig) -> dict:
+    """The fields of a `--methods` row: the method's model, objectives and strategy, and their options under the
+    comparison's own (an option given to the comparison wins); the protocol stays the comparison's."""
+    parts = method_parts(name)
+    arm = {"method": name, "row": name, **parts}
+    for key in ("model_options", "objective_options", "strategy_options"):
+        arm[key] = {**parts.get(key, {}), **getattr(base, key)}
+    arm["strategy_options"] = options_for(arm["strategy"], arm["strategy_options"])
+    return arm
 
 
 def comparison_directory(base: ExperimentConfig) -> Path:

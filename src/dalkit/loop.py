@@ -82,6 +82,7 @@ class ExperimentConfig:
     device: str = "auto"
     out_dir: str | None = None  # the run directory (`--out`); None: a new one under runs/, see run_name()
     name: str | None = None  # that new directory's name; default DATASET-STRATEGY-seedN
+    row: str | None = None  # the row of a comparison this run is in, when not its strategy's (`compare --methods`)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -266,12 +267,17 @@ class Experiment:
                 record.update(validation_accuracy=stats.validation_accuracy, best_epoch=stats.best_epoch)
             start = time.perf_counter()
             evaluation = self.engine.trainer.evaluate(self.model, self.test_images, self.data.test.labels)
+            fitted = self.engine.trainer.evaluate(
+                self.model, self.train_images[torch.from_numpy(labelled)], torch.from_numpy(self.pool.labels[labelled])
+            )
             record.update(
                 accuracy=evaluation.accuracy,
                 balanced_accuracy=balanced_accuracy(evaluation.per_class_accuracy),
                 **shot_accuracies(evaluation.per_class_accuracy, self.data.train.class_counts()),
                 per_class_accuracy=evaluation.per_class_accuracy,
+                train_accuracy=fitted.accuracy,
                 train_loss=stats.final_loss,
+                epoch_losses=list(stats.epoch_losses),
                 train_seconds=stats.seconds,
                 images_per_second=stats.images_per_second,
                 eval_seconds=time.perf_counter() - start,
@@ -433,6 +439,7 @@ CSV_COLUMNS = [
     "many_shot_accuracy",
     "medium_shot_accuracy",
     "few_shot_accuracy",
+    "train_accuracy",
     "train_loss",
     "epochs_trained",
     "best_epoch",

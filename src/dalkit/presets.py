@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dalkit.errors import DalkitError
 from dalkit.registry import Registry
 
 
@@ -52,6 +53,24 @@ register_method(
     objectives=("ce", "cskd", "learning-loss"),
     strategy="learning-loss",
 )
+# Its ablations, for `dalkit compare --methods cskd-sa,cskd-sa-no-sa,cskd-sa-no-cskd,learning-loss`: with the
+# learning-loss method they make the 2 x 2 of {CS-KD or not} x {Shuffle Attention or not}, every one selecting
+# with the same loss-prediction strategy.
+register_method(
+    "cskd-sa-no-sa",
+    "cskd-sa without Shuffle Attention (CS-KD alone): resnet18 trained with CE + CS-KD, query the largest "
+    "predicted loss",
+    model="resnet18",
+    objectives=("ce", "cskd", "learning-loss"),
+    strategy="learning-loss",
+)
+register_method(
+    "cskd-sa-no-cskd",
+    "cskd-sa without CS-KD (Shuffle Attention alone): resnet18-sa trained with CE, query the largest predicted loss",
+    model="resnet18-sa",
+    objectives=("ce", "learning-loss"),
+    strategy="learning-loss",
+)
 register_method(
     "coreset",
     "Core-Set (Sener & Savarese 2018): ResNet-18, k-center greedy on penultimate embeddings",
@@ -77,6 +96,54 @@ register_method(
     batch_size=128,
     weight_decay=5e-4,
     candidates=10000,
+)
+
+# The CIFAR-10 protocol of the Learning Loss / Sequential-GCN / CS-KD + SA family of papers (Yoo & Kweon, CVPR 2019,
+# section 4.1; Caramalau et al., CVPR 2021; Pang et al., AIPR 2023 evaluate in it): CIFAR-10, 1,000 random initial
+# labels, 1,000 more a cycle up to 10,000, each cycle scoring a random subset of 10,000 unlabelled images, a
+# ResNet-18 trained from scratch every cycle for 200 epochs (SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch
+# 128, x0.1 at epoch 160), random crop (padding 4) + horizontal flip. GPU work: about 10 GPU-hours a run.
+# Rows: `dalkit compare --method cifar10-paper --strategies random,entropy,coreset --methods cskd-sa,...`.
+register_method(
+    "cifar10-paper",
+    "the Learning Loss family's CIFAR-10 protocol: ResNet-18, 1,000 + 1,000 a cycle up to 10,000, 10,000 random "
+    "candidates, 200 epochs (SGD 0.1, x0.1 at 160, wd 5e-4, batch 128); a GPU protocol",
+    dataset="cifar10",
+    model="resnet18",
+    initial=1000,
+    budget=1000,
+    cycles=10,
+    candidates=10000,
+    epochs=200,
+    lr=0.1,
+    milestones=(160,),
+    batch_size=128,
+    weight_decay=5e-4,
+)
+# The same protocol cut to what a 2-core CPU runs in 10-15 minutes a run (issue #16), for comparing the
+# family's methods here: real CIFAR-10, 500 random initial labels + 500 a cycle up to 2,500, 10,000 random
+# candidates a cycle, the papers' augmentation and optimiser. Departures, each measured (benchmarks/README.md):
+# - ResNet-18 at a quarter of the width (16 base channels: 1/16 of the convolution work);
+# - a fixed number of steps a cycle: an epoch is at least `epoch_samples` images (the labelled set repeated), so
+#   500 labels get as many SGD steps as 2,500 and every cycle converges (train loss in each cycle's record);
+# - fewer epochs, with the papers' x0.1 decay kept at 80% of them.
+register_method(
+    "cifar10-cpu",
+    "the cifar10-paper protocol cut for a 2-core CPU: ResNet-18 width 16, 500 + 500 a cycle up to 2,500, 10,000 "
+    "random candidates, a fixed number of SGD steps a cycle (lr 0.1, x0.1 at 80%, wd 5e-4, batch 128)",
+    dataset="cifar10",
+    model="resnet18",
+    model_options={"width": 16},
+    initial=500,
+    budget=500,
+    cycles=5,
+    candidates=10000,
+    epochs=30,
+    epoch_samples=2500,
+    lr=0.1,
+    milestones=(24,),
+    batch_size=128,
+    weight_decay=5e-4,
 )
 
 # TypiClust in the low-budget regime (Hacohen, Dekel & Weinshall, ICML 2022, "Active Learning on a Budget:
@@ -242,6 +309,21 @@ register_method(
     validation=3072,
     **BATCHBALD_PROTOCOL,
 )
+
+
+#: what a method is, as against the protocol it was published with: what `dalkit compare --methods` takes from it
+METHOD_PARTS = ("model", "model_options", "objectives", "objective_options", "strategy", "strategy_options")
+
+
+def method_parts(name: str) -> dict:
+    """The method's model, objectives and strategy (and their options), with the model and strategy always named."""
+    fields = method_fields(name)
+    missing = [key for key in ("model", "strategy") if key not in fields]
+    if missing:
+        raise DalkitError(
+            f"method {name!r} is a protocol, not a method (it names no {' or '.join(missing)}); give it as --method."
+        )
+    return {key: fields[key] for key in METHOD_PARTS if key in fields}
 
 
 def method_fields(name: str) -> dict:

@@ -90,6 +90,7 @@ class TrainStats:
     epochs: int | None = None  # epochs run (fewer than configured when early stopping ended training)
     best_epoch: int | None = None  # 1-based epoch whose weights were kept (early stopping)
     validation_accuracy: float | None = None  # of the weights kept, on the validation images
+    epoch_losses: tuple[float, ...] = ()  # each epoch's mean training loss (the curve that shows convergence)
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         final_loss = float(losses[-1]) if len(losses) else float("nan")
         epochs = len(losses)
-        stats = TrainStats(seconds, epochs * seen / max(seconds, 1e-9), final_loss, epochs)
+        curve = tuple(float(loss) for loss in losses.reshape(len(losses), -1)[:, 0]) if len(losses) else ()
+        stats = TrainStats(seconds, epochs * seen / max(seconds, 1e-9), final_loss, epochs, epoch_losses=curve)
         if stopping is not None:
             stopping.restore(model)
             return replace(stats, best_epoch=stopping.best_epoch, validation_accuracy=stopping.best)
