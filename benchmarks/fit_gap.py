@@ -1,0 +1,81 @@
+"""Train/test gap and training-loss curves of finished runs: does a training objective curb overfitting?
+
+    python benchmarks/fit_gap.py DIR [DIR ...] [--sizes 500,1000,2500] [--plot losses.png]
+
+Reads every finished run in the comparison or run directories given (as `dalkit report` does) and groups them by
+row (strategy, or method for `compare --methods` rows) and training objectives, so `random` trained with CE and
+`random` trained with CE + CS-KD are two rows. For each labelled-set size it prints, as mean +- std over the runs:
+test accuracy, accuracy on the labelled images themselves (eval mode, no augmentation) and their gap, and the
+last epoch's training loss. `--plot` draws each row's mean training loss per epoch, one panel per size, to show
+whether each cycle's training converged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from dalkit.collect import find_runs, row_name
+from dalkit.report import markdown_table
+
+
+def cell(values: list[float], scale: float = 100.0) -> str:
+    return f"{scale * np.mean(values):.2f} +- {scale * np.std(values):.2f}" if values else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", nargs="+")
+    parser.add_argument("--sizes", default="500,1000,2500", help="labelled-set sizes to tabulate")
+    parser.add_argument("--plot", help="PNG of the mean training loss per epoch, per row and size")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = find_runs(args.dirs)
+    groups: dict[str, dict[int, list[dict]]] = {}
+    for run in runs:
+        name = f"{row_name(run, runs)} [{' + '.join(run.experiment.get('objectives', []))}]"
+        by_size = groups.setdefault(name, {})
+        for record in run.records:
+            if record.get("accuracy") is not None and record.get("train_accuracy") is not None:
+                by_size.setdefault(record["labelled"], []).append(record)
+    rows = []
+    for name, by_size in groups.items():
+        for size in sizes:
+            records = by_size.get(size, [])
+            test = [r["accuracy"] for r in records]
+            train = [r["train_accuracy"] for r in records]
+            gap = [a - b for a, b in zip(train, test)]
+            loss = [r["train_loss"] for r in records]
+            rows.append([name, size, len(records), cell(test), cell(train), cell(gap), cell(loss, 1.0)])
+    headers = ["row [objectives]", "labelled", "runs", "test %", "labelled-set %", "gap (points)", "final loss"]
+    print(markdown_table(headers, rows))
+    if args.plot:
+        plot_losses(groups, sizes, Path(args.plot))
+        print(f"\nloss curves: {args.plot}")
+
+
+def plot_losses(groups: dict[str, dict[int, list[dict]]], sizes: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
+    for axis, size in zip(axes[0], sizes):
+        for name, by_size in groups.items():
+            curves = [r["epoch_losses"] for r in by_size.get(size, []) if r.get("epoch_losses")]
+            if curves:
+                length = min(len(c) for c in curves)
+                axis.plot(range(1, length + 1), np.mean([c[:length] for c in curves], axis=0), label=name)
+        axis.set(title=f"{size} labels", xlabel="epoch", ylabel="mean training loss")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
