@@ -74,7 +74,9 @@ def add_project_commands(sub: argparse._SubParsersAction, parse_options) -> None
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(handler=command_serve)
 
-    status = actions.add_parser("status", help="labels per class, and per round how often the model guessed right")
+    status = actions.add_parser(
+        "status", help="labels per class, per round how often the model guessed right, and its estimated accuracy"
+    )
     status.add_argument("directory")
     status.set_defaults(handler=command_status)
 
@@ -179,6 +181,7 @@ def command_status(args: argparse.Namespace) -> None:
         print()
         print(format_table(["round", "asked", "labelled", "skipped/unsure", "model guess right"], rounds))
     print(f"\n{sum(counts.values())} of {len(project.store.images())} images labelled")
+    print(project.estimate_text())
 
 
 def command_export(args: argparse.Namespace) -> None:

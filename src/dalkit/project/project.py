@@ -12,8 +12,9 @@ What a person gave is never lost: labels go to SQLite as they are given (see `st
 nothing. The database is the one source of truth: a CSV row never overrides a label given after the file was
 last saved (such rows are refused and named). One `ask` runs at a time per project (a lock file; a second one
 refuses in a sentence), and its round is committed in one transaction that leaves out every image labelled by
-then. Only regular files inside the image folder are registered, read or served: a link that leaves it is
-ignored. `to_label.csv`, exports and `model.pt` are written to a temporary file and renamed into place.
+then, with an estimate of the trained model's accuracy made from the labelled images (see `estimate`). Only
+regular files inside the image folder are registered, read or served: a link that leaves it is ignored.
+`to_label.csv`, exports and `model.pt` are written to a temporary file and renamed into place.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ import numpy as np
 
 from dalkit.errors import DalkitError
 from dalkit.files import atomic_file
+from dalkit.project.estimate import CROSS_VALIDATION, FOLD_SEED, HIT_RATE, Estimate, stratified_folds
 from dalkit.project.store import ASK_LOCK, DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
 
 if TYPE_CHECKING:  # torch and the engine are imported where they are used: `status` and `export` need neither
@@ -306,18 +308,21 @@ class Project:
             device = resolve_device(s.device)
             if pool.num_labelled:
                 log(f"round {round_number}: training {s.model} on {pool.num_labelled} labelled image(s)")
-                picks, scores, guesses, predictions = self.select(data, pool, budget, round_number, device, progress)
+                picks, scores, guesses, predictions, estimate = self.select(
+                    data, pool, budget, round_number, device, progress, log
+                )
             else:
                 log(f"round {round_number}: nothing is labelled yet, so the first images are a random sample")
                 rng = np.random.default_rng(derive_seed(s.seed, round_number))
-                picks, scores, guesses, predictions = (
+                picks, scores, guesses, predictions, estimate = (
                     rng.choice(unlabelled, size=budget, replace=False),
                     [None] * budget,
                     [None] * budget,
                     [],
+                    None,
                 )
             chosen = [(int(data.ids[i]), sc, g) for i, sc, g in zip(picks, scores, guesses)]
-            round_number, kept = self.store.add_questions(chosen, predictions)
+            round_number, kept = self.store.add_questions(chosen, predictions, estimate)
             if not kept:
                 raise DalkitError(
                     "every image dalkit chose was labelled while it was choosing; ask again for new ones."
@@ -327,6 +332,8 @@ class Project:
                     f"{len(chosen) - len(kept)} of the {len(chosen)} images chosen were labelled meanwhile and "
                     f"are left out of round {round_number}"
                 )
+            if estimate is not None:
+                log(replace(estimate, round=round_number).text())
             path_of = dict(zip(data.ids.tolist(), data.paths))
             asked = Round(
                 round_number,
@@ -399,11 +406,19 @@ class Project:
         )
 
     def select(
-        self, data: ProjectImages, pool: Pool, budget: int, round_number: int, device: torch.device, progress: bool
-    ) -> tuple[np.ndarray, list[float | None], list[str | None], list[tuple[int, str, float]]]:
+        self,
+        data: ProjectImages,
+        pool: Pool,
+        budget: int,
+        round_number: int,
+        device: torch.device,
+        progress: bool,
+        log: Callable[[str], None] = print,
+    ) -> tuple[np.ndarray, list[float | None], list[str | None], list[tuple[int, str, float]], Estimate]:
         """Train a fresh model on the labelled images, then let the strategy pick among the unlabelled ones.
-        Returns the picks, their scores and guesses, and (image id, class, probability) of every readable image
-        by this round's model (stored with the round, so `export` needs no model)."""
+        Returns the picks, their scores and guesses, (image id, class, probability) of every readable image
+        by this round's model and its accuracy estimate (both stored with the round, so `export` and `status`
+        need no model)."""
         import torch
 
         from dalkit.models.saved import save_classifier
@@ -414,6 +429,7 @@ class Project:
         images = engine.inputs(data.pixels.to(device))  # a frozen encoder's cached features
         unlabelled = pool.unlabelled_indices()
         engine.fit(model, images, pool, round_number, unlabelled)
+        estimate = self.estimate(engine, images, pool, round_number, log)
         save_classifier(
             self.directory / MODEL_FILE,
             model,
@@ -439,7 +455,41 @@ class Project:
             (int(i), s.classes[c], float(p))
             for i, c, p in zip(data.ids.tolist(), predicted.tolist(), confidence.tolist())
         ]
-        return selection.indices, scores, [s.classes[g] for g in guesses], predictions
+        return selection.indices, scores, [s.classes[g] for g in guesses], predictions, estimate
+
+    def estimate(
+        self, engine: Engine, images: torch.Tensor, pool: Pool, round_number: int, log: Callable[[str], None]
+    ) -> Estimate:
+        """The accuracy estimate of this round's model from the labelled images (see `estimate`): k-fold
+        cross-validation of the engine's own recipe when it trains a head on frozen features (seconds), else the
+        hit rate of the last stored predictions on the images labelled since."""
+        import torch
+
+        from dalkit.data import Pool
+        from dalkit.seeding import derive_seed
+
+        if not engine.frozen:
+            model_round, judged, right = self.store.hit_rate()
+            return Estimate(right / judged if judged else None, HIT_RATE, judged, model_round=model_round)
+        labelled = pool.labelled_indices()
+        labels = pool.labels[labelled]
+        folds = stratified_folds(
+            labels, len(self.settings.classes), derive_seed(self.settings.seed, round_number, FOLD_SEED)
+        )
+        if folds is None:
+            return Estimate(None, CROSS_VALIDATION, len(labelled))
+        k = int(folds.max()) + 1
+        log(f"estimating its accuracy: {k}-fold cross-validation on {len(labelled)} labels")
+        right = 0
+        for fold in range(k):
+            train, held = folds != fold, labelled[folds == fold]
+            subset = Pool(len(pool))
+            subset.label(labelled[train], labels[train], cycle=0)
+            model = engine.new_model(round_number)
+            engine.fit(model, images, subset, round_number, pool.unlabelled_indices())
+            probs = class_probabilities(model, engine.input_normalizer, images[torch.from_numpy(held)], engine.device)
+            right += int((probs.argmax(1).numpy() == pool.labels[held]).sum())
+        return Estimate(right / len(labelled), CROSS_VALIDATION, len(labelled), folds=k)
 
     # -- reports --------------------------------------------------------------------------------------------
 
@@ -463,6 +513,13 @@ class Project:
                 }
             )
         return summary
+
+    def estimate_text(self) -> str:
+        """The latest round's accuracy estimate in one line (read from the store: no model, no torch)."""
+        estimate = self.store.latest_estimate()
+        if estimate is None:
+            return "no accuracy estimate yet: label the images asked, then ask again (a trained round makes one)"
+        return estimate.text()
 
     def class_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.settings.classes, 0)

@@ -25,6 +25,10 @@ Tables:
 - `web_requests(labeller, seq, image_id, label, round, answered_at)`: each label request of the web page, by
   the page's labeller id and its sequence number, so a retried request is recorded once (round 0: a
   correction in the page's labelled-set view).
+- `estimates(round, accuracy, method, labels, folds, model_round)`: the accuracy estimate a trained round made
+  from the labelled images (see `dalkit.project.estimate`; accuracy NULL: not enough labels), committed with
+  the round. Added after the first projects: `CREATE TABLE IF NOT EXISTS` gives an older database the empty
+  table when it is opened, and its status says that no estimate was made yet.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dalkit.errors import DalkitError
+from dalkit.project.estimate import Estimate
 
 # A project folder's files.
 DATABASE = "project.sqlite"
@@ -86,6 +92,14 @@ CREATE TABLE IF NOT EXISTS answers (
     answer TEXT NOT NULL,
     name TEXT NOT NULL,
     given_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS estimates (
+    round INTEGER PRIMARY KEY,
+    accuracy REAL,
+    method TEXT NOT NULL,
+    labels INTEGER NOT NULL,
+    folds INTEGER,
+    model_round INTEGER
 );
 CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 """
@@ -306,11 +320,12 @@ class LabelStore:
         self,
         rows: Sequence[tuple[int, float | None, str | None]],
         predictions: Sequence[tuple[int, str, float]] = (),
+        estimate: Estimate | None = None,
     ) -> tuple[int, list[tuple[int, float | None, str | None]]]:
         """Record a new round: (image id, score, guess) in the order asked, leaving out every image that is
-        labelled by the moment the round is committed, and the (image id, class, probability) predictions of the
-        model it trained. Returns the round number and the rows kept (none are recorded, and the round number is
-        not used, when no row is left)."""
+        labelled by the moment the round is committed, the (image id, class, probability) predictions of the
+        model it trained and its accuracy estimate. Returns the round number and the rows kept (none are
+        recorded, and the round number is not used, when no row is left)."""
         with self.transaction() as db:
             round_number, stamp = self.last_round() + 1, now()
             labelled = {image_id for image_id, _, _ in db.execute(LATEST_LABELS)}
@@ -324,6 +339,11 @@ class LabelStore:
                     "INSERT INTO predictions VALUES (?, ?, ?, ?)",
                     [(round_number, i, guess, probability) for i, guess, probability in predictions],
                 )
+                if estimate is not None:
+                    db.execute(
+                        "INSERT INTO estimates VALUES (:round, :accuracy, :method, :labels, :folds, :model_round)",
+                        {**asdict(estimate), "round": round_number},
+                    )
         return round_number, kept
 
     def questions(self, round_number: int) -> list[tuple[int, float | None, str | None]]:
@@ -345,3 +365,25 @@ class LabelStore:
             "(SELECT image_id, MAX(round) FROM questions GROUP BY image_id)"
         )
         return self.db.execute(query).fetchall()
+
+    def latest_estimate(self) -> Estimate | None:
+        """The accuracy estimate of the latest round that made one (None if none did)."""
+        row = self.db.execute(
+            "SELECT accuracy, method, labels, folds, model_round, round FROM estimates ORDER BY round DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else Estimate(*row)
+
+    def hit_rate(self) -> tuple[int | None, int, int]:
+        """(round, images, right): the latest round that stored predictions, how many images got their first label
+        after it was asked (so its model guessed them unseen), and how many of those its model guessed right."""
+        latest = self.db.execute("SELECT MAX(round) FROM predictions").fetchone()[0]
+        if latest is None:
+            return None, 0, 0
+        asked_at = self.db.execute("SELECT MIN(asked_at) FROM questions WHERE round = ?", (latest,)).fetchone()[0]
+        query = (
+            f"SELECT COUNT(*), COALESCE(SUM(p.guess = l.label), 0) FROM ({LATEST_LABELS}) AS l "
+            "JOIN predictions AS p ON p.image_id = l.image_id AND p.round = ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM labels AS o WHERE o.image_id = l.image_id AND o.given_at <= ?)"
+        )
+        images, right = self.db.execute(query, (latest, asked_at)).fetchone()
+        return latest, images, right

@@ -256,7 +256,13 @@ def create_app(project: Project, host: str = "127.0.0.1", port: int = 8765, toke
         return {"counts": counts_line(labelled), "labelled": labelled}
 
     def status(opened: Project) -> dict:
-        return {**counts(opened), "rounds": opened.rounds(), "round": opened.store.last_round(), "job": job.snapshot()}
+        return {
+            **counts(opened),
+            "rounds": opened.rounds(),
+            "round": opened.store.last_round(),
+            "estimate": opened.estimate_text(),
+            "job": job.snapshot(),
+        }
 
     def index(request: Request) -> Response:
         with session() as opened:
