@@ -126,7 +126,7 @@ register_method(
 # - ResNet-18 at a quarter of the width (16 base channels: 1/16 of the convolution work; 722 training images/s
 #   with CE here, 321 for cskd-sa, 127 for mobyv2al);
 # - a fixed number of steps a cycle: an epoch is at least `epoch_samples` images (the labelled set repeated), so
-#   500 labels get as many SGD steps as 2,500 (40 x 2,500 images = 782 steps of 128 a cycle; the loss of each
+#   500 labels get as many SGD steps as 2,500 (40 x 2,500 images, about 780 steps of 128, a cycle; the loss of each
 #   epoch is in each cycle's record);
 # - 40 such epochs instead of 200, with the papers' x0.1 decay kept at 80% of them.
 register_method(
