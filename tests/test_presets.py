@@ -84,3 +84,14 @@ def test_typiclust_lowbudget_runs_cold_start_and_records_its_features(tmp_path, 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["training"]["schedule"] == "cosine" and config["training"]["nesterov"] is True
     ssl._MEMORY.clear()
+
+
+def test_cifar10_cpu_is_the_papers_protocol_cut_for_a_cpu():
+    paper, cpu = (ExperimentConfig.from_method(name) for name in ("cifar10-paper", "cifar10-cpu"))
+    same = ("dataset", "model", "candidates", "lr", "batch_size", "weight_decay")
+    assert [getattr(cpu, key) for key in same] == [getattr(paper, key) for key in same]
+    assert [paper.initial + paper.budget * c for c in range(paper.cycles)] == list(range(1000, 10001, 1000))
+    assert [cpu.initial + cpu.budget * c for c in range(cpu.cycles)] == [500, 1000, 1500, 2000, 2500]
+    train = cpu.train_config()
+    assert (train.epochs, train.epoch_samples, train.milestones) == (40, 2500, (32,))  # the decay at 80%, as 160/200
+    assert paper.train_config().milestones == (160,) and cpu.model_options == {"width": 16}

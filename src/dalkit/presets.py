@@ -104,10 +104,8 @@ register_method(
 # ResNet-18 trained from scratch every cycle for 200 epochs (SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch
 # 128, x0.1 at epoch 160), random crop (padding 4) + horizontal flip. GPU work: about 10 GPU-hours a run.
 # Rows: `dalkit compare --method cifar10-paper --strategies random,entropy,coreset --methods cskd-sa,...`.
-register_method(
-    "cifar10-paper",
-    "the Learning Loss family's CIFAR-10 protocol: ResNet-18, 1,000 + 1,000 a cycle up to 10,000, 10,000 random "
-    "candidates, 200 epochs (SGD 0.1, x0.1 at 160, wd 5e-4, batch 128); a GPU protocol",
+#: the cifar10-paper protocol's fields, which cifar10-cpu cuts down
+CIFAR10_PAPER = dict(
     dataset="cifar10",
     model="resnet18",
     initial=1000,
@@ -119,6 +117,12 @@ register_method(
     milestones=(160,),
     batch_size=128,
     weight_decay=5e-4,
+)
+register_method(
+    "cifar10-paper",
+    "the Learning Loss family's CIFAR-10 protocol: ResNet-18, 1,000 + 1,000 a cycle up to 10,000, 10,000 random "
+    "candidates, 200 epochs (SGD 0.1, x0.1 at 160, wd 5e-4, batch 128); a GPU protocol",
+    **CIFAR10_PAPER,
 )
 # The same protocol cut to what a 2-core CPU runs in about 12 minutes a run with CE (issue #16), for comparing the
 # family's methods here: real CIFAR-10, 500 random initial labels + 500 a cycle up to 2,500, 10,000 random
@@ -133,19 +137,16 @@ register_method(
     "cifar10-cpu",
     "the cifar10-paper protocol cut for a 2-core CPU: ResNet-18 width 16, 500 + 500 a cycle up to 2,500, 10,000 "
     "random candidates, a fixed number of SGD steps a cycle (lr 0.1, x0.1 at 80%, wd 5e-4, batch 128)",
-    dataset="cifar10",
-    model="resnet18",
-    model_options={"width": 16},
-    initial=500,
-    budget=500,
-    cycles=5,
-    candidates=10000,
-    epochs=40,
-    epoch_samples=2500,
-    lr=0.1,
-    milestones=(32,),
-    batch_size=128,
-    weight_decay=5e-4,
+    **{
+        **CIFAR10_PAPER,
+        "model_options": {"width": 16},
+        "initial": 500,
+        "budget": 500,
+        "cycles": 5,
+        "epochs": 40,
+        "epoch_samples": 2500,
+        "milestones": (32,),
+    },
 )
 
 # TypiClust in the low-budget regime (Hacohen, Dekel & Weinshall, ICML 2022, "Active Learning on a Budget:
