@@ -4,8 +4,10 @@ The features of the 60,000 images are extracted once per resolution (cached unde
 ~/.cache/dalkit/pretrained, so every strategy and seed after the first reads them); each cycle then trains only
 the head. Two protocols (issue #13):
 
-- `low`: Gupte et al.'s low-budget one, 1 label per class to start (balanced), 10 a round, 20 rounds;
-- `hundred`: 100 initial + 100 a round up to 2,000 labels (19 rounds).
+- `low`: Gupte et al.'s low-budget one, 1 label per class to start (balanced), 10 a round, evaluated at 10, 20, ...,
+  200 labels;
+- `hundred`: 100 initial + 100 a round up to 2,000 labels (20 evaluations, 19 rounds of selection; `--cycles`
+  counts evaluations).
 
 Run on an idle machine (the first run of a resolution spends most of its time on the extraction):
 
@@ -28,7 +30,7 @@ from dalkit.cli import main as dalkit
 
 PROTOCOLS = {
     "low": ["--initial", "10", "--initial-mode", "balanced", "--budget", "10", "--cycles", "20"],
-    "hundred": ["--initial", "100", "--budget", "100", "--cycles", "19"],
+    "hundred": ["--initial", "100", "--budget", "100", "--cycles", "20"],
 }
 STRATEGIES = "random,entropy,margin,bald,badge,coreset,typiclust,probcover,power-bald,cluster-margin"
 
