@@ -41,7 +41,11 @@ def test_cross_validation_on_separable_images_is_high_and_shown_by_status(folder
     estimate = project.store.latest_estimate()
     assert (estimate.method, estimate.folds, estimate.labels, estimate.round) == (CROSS_VALIDATION, 5, 60, 1)
     assert estimate.accuracy >= 0.9
-    line = f"estimated accuracy {estimate.accuracy:.0%} (5-fold cross-validation on 60 labels, round 1)"
+    assert estimate.scored is None  # no image was asked at random: every label is scored, and the text says so
+    line = (
+        f"estimated accuracy {estimate.accuracy:.0%} (5-fold cross-validation on 60 labels, scored on all of them: "
+        "most were asked as hard ones, so the figure is pessimistic, round 1)"
+    )
     assert main(["project", "status", str(project.directory)]) == 0
     assert line in capsys.readouterr().out
     assert make_client(project).get("/status.json").json()["estimate"] == line
@@ -52,6 +56,20 @@ def test_cross_validation_on_separable_images_is_high_and_shown_by_status(folder
         "print(json.dumps({'torch': 'torch' in sys.modules}))\n"
     )
     assert answer["torch"] is False
+
+
+def test_cross_validation_scores_only_the_images_asked_at_random(folder, tmp_path, pretrained, capsys):
+    project = Project.create(tmp_path / "p", folder, ["night", "day"], **{**pretrained, "budget": 12})
+    first = project.ask(**QUIET)  # nothing labelled: a random sample, which the estimate will be scored on
+    project.record_labels([(p, truth(p)) for p in first.paths], source="test")
+    second = project.ask(**QUIET)
+    project.record_labels([(p, truth(p)) for p in second.paths], source="test")
+    project.ask(**QUIET)
+    estimate = project.store.latest_estimate()
+    assert project.store.asked_at_random() == {project.store.image_id(p) for p in first.paths}
+    assert (estimate.labels, estimate.scored, estimate.round) == (24, 12, 3)
+    assert main(["project", "status", str(project.directory)]) == 0
+    assert "on 24 labels, scored on the 12 asked at random, round 3)" in capsys.readouterr().out
 
 
 def test_cross_validation_on_random_labels_is_near_chance(folder, tmp_path, pretrained):

@@ -34,7 +34,7 @@ import numpy as np
 
 from dalkit.errors import DalkitError
 from dalkit.files import atomic_file
-from dalkit.project.estimate import CROSS_VALIDATION, FOLD_SEED, HIT_RATE, Estimate, stratified_folds
+from dalkit.project.estimate import CROSS_VALIDATION, FOLD_SEED, HIT_RATE, MIN_SCORED, Estimate, stratified_folds
 from dalkit.project.store import ASK_LOCK, DATABASE, MODEL_FILE, QUESTIONS_CSV, LabelStore
 
 if TYPE_CHECKING:  # torch and the engine are imported where they are used: `status` and `export` need neither
@@ -429,7 +429,7 @@ class Project:
         images = engine.inputs(data.pixels.to(device))  # a frozen encoder's cached features
         unlabelled = pool.unlabelled_indices()
         engine.fit(model, images, pool, round_number, unlabelled)
-        estimate = self.estimate(engine, images, pool, round_number, log)
+        estimate = self.estimate(engine, images, pool, round_number, log, data.ids)
         save_classifier(
             self.directory / MODEL_FILE,
             model,
@@ -458,11 +458,18 @@ class Project:
         return selection.indices, scores, [s.classes[g] for g in guesses], predictions, estimate
 
     def estimate(
-        self, engine: Engine, images: torch.Tensor, pool: Pool, round_number: int, log: Callable[[str], None]
+        self,
+        engine: Engine,
+        images: torch.Tensor,
+        pool: Pool,
+        round_number: int,
+        log: Callable[[str], None],
+        ids: np.ndarray,
     ) -> Estimate:
         """The accuracy estimate of this round's model from the labelled images (see `estimate`): k-fold
-        cross-validation of the engine's own recipe when it trains a head on frozen features (seconds), else the
-        hit rate of the last stored predictions on the images labelled since."""
+        cross-validation of the engine's own recipe when it trains a head on frozen features (seconds), scored on
+        the images asked at random where there are enough, else the hit rate of the last stored predictions on the
+        images labelled since. `ids`: each pool position's image id."""
         import torch
 
         from dalkit.data import Pool
@@ -479,17 +486,22 @@ class Project:
         if folds is None:
             return Estimate(None, CROSS_VALIDATION, len(labelled))
         k = int(folds.max()) + 1
+        at_random = np.isin(ids[labelled], list(self.store.asked_at_random()))
+        scored = at_random if at_random.sum() >= MIN_SCORED else np.ones(len(labelled), dtype=bool)
         log(f"estimating its accuracy: {k}-fold cross-validation on {len(labelled)} labels")
         right = 0
         for fold in range(k):
-            train, held = folds != fold, labelled[folds == fold]
+            train, held = folds != fold, labelled[(folds == fold) & scored]
             subset = Pool(len(pool))
             subset.label(labelled[train], labels[train], cycle=0)
             model = engine.new_model(round_number)
             engine.fit(model, images, subset, round_number, pool.unlabelled_indices())
             probs = class_probabilities(model, engine.input_normalizer, images[torch.from_numpy(held)], engine.device)
             right += int((probs.argmax(1).numpy() == pool.labels[held]).sum())
-        return Estimate(right / len(labelled), CROSS_VALIDATION, len(labelled), folds=k)
+        count = int(scored.sum())
+        return Estimate(
+            right / count, CROSS_VALIDATION, len(labelled), folds=k, scored=count if scored is at_random else None
+        )
 
     # -- reports --------------------------------------------------------------------------------------------
 

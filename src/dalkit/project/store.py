@@ -25,7 +25,7 @@ Tables:
 - `web_requests(labeller, seq, image_id, label, round, answered_at)`: each label request of the web page, by
   the page's labeller id and its sequence number, so a retried request is recorded once (round 0: a
   correction in the page's labelled-set view).
-- `estimates(round, accuracy, method, labels, folds, model_round)`: the accuracy estimate a trained round made
+- `estimates(round, accuracy, method, labels, folds, model_round, scored)`: the accuracy estimate a trained round made
   from the labelled images (see `dalkit.project.estimate`; accuracy NULL: not enough labels), committed with
   the round. Added after the first projects: `CREATE TABLE IF NOT EXISTS` gives an older database the empty
   table when it is opened, and its status says that no estimate was made yet.
@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS estimates (
     method TEXT NOT NULL,
     labels INTEGER NOT NULL,
     folds INTEGER,
-    model_round INTEGER
+    model_round INTEGER,
+    scored INTEGER
 );
 CREATE INDEX IF NOT EXISTS labels_by_image ON labels(image_id, id);
 """
@@ -341,7 +342,8 @@ class LabelStore:
                 )
                 if estimate is not None:
                     db.execute(
-                        "INSERT INTO estimates VALUES (:round, :accuracy, :method, :labels, :folds, :model_round)",
+                        "INSERT INTO estimates VALUES "
+                        "(:round, :accuracy, :method, :labels, :folds, :model_round, :scored)",
                         {**asdict(estimate), "round": round_number},
                     )
         return round_number, kept
@@ -369,9 +371,16 @@ class LabelStore:
     def latest_estimate(self) -> Estimate | None:
         """The accuracy estimate of the latest round that made one (None if none did)."""
         row = self.db.execute(
-            "SELECT accuracy, method, labels, folds, model_round, round FROM estimates ORDER BY round DESC LIMIT 1"
+            "SELECT accuracy, method, labels, folds, model_round, round, scored FROM estimates "
+            "ORDER BY round DESC LIMIT 1"
         ).fetchone()
         return None if row is None else Estimate(*row)
+
+    def asked_at_random(self) -> set[int]:
+        """Ids of the images asked in rounds that no model chose (rounds that stored no predictions: the first one,
+        before any label, is a uniform sample of the images)."""
+        query = "SELECT image_id FROM questions WHERE round NOT IN (SELECT round FROM predictions)"
+        return {image_id for (image_id,) in self.db.execute(query)}
 
     def hit_rate(self) -> tuple[int | None, int, int]:
         """(round, images, right): the latest round that stored predictions, how many images got their first label
