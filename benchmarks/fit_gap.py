@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dalkit.collect import find_runs, row_name
+from dalkit.collect import find_runs, row_names
 from dalkit.report import markdown_table
 
 
@@ -34,8 +34,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = find_runs(args.dirs)
     groups: dict[str, dict[int, list[dict]]] = {}
-    for run in runs:
-        name = f"{row_name(run, runs)} [{' + '.join(run.experiment.get('objectives', []))}]"
+    for run, row in zip(runs, row_names(runs)):
+        name = f"{row} [{' + '.join(run.experiment.get('objectives', []))}]"
         by_size = groups.setdefault(name, {})
         for record in run.records:
             if record.get("accuracy") is not None and record.get("train_accuracy") is not None:

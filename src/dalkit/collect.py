@@ -119,18 +119,20 @@ def cycle_seconds(runs: list[FoundRun]) -> str:
     return f"{np.mean(seconds):.1f} ({max(seconds):.1f})" if seconds else "-"
 
 
-def row_name(run: FoundRun, runs: list[FoundRun]) -> str:
-    """The run's row: its strategy, or its method for a `compare --methods` row (whose model is the method's); with
+def row_names(runs: list[FoundRun]) -> list[str]:
+    """Each run's row: its strategy, or its method for a `compare --methods` row (whose model is the method's); with
     (data set, model) added when the strategy rows span several, and the data set when the runs do."""
     datasets = {r.experiment.get("dataset") for r in runs}
     settings = {(r.experiment.get("dataset"), r.experiment.get("model")) for r in runs if not r.experiment.get("row")}
-    experiment = run.experiment
-    if experiment.get("row"):
-        return experiment["row"] + (f" ({experiment.get('dataset')})" if len(datasets) > 1 else "")
-    name = str(experiment.get("strategy"))
-    if len(settings) > 1 or len(datasets) > 1:
-        name = f"{name} ({experiment.get('dataset')}, {experiment.get('model')})"
-    return name
+    names = []
+    for experiment in (r.experiment for r in runs):
+        if experiment.get("row"):
+            names.append(experiment["row"] + (f" ({experiment.get('dataset')})" if len(datasets) > 1 else ""))
+        elif len(settings) > 1 or len(datasets) > 1:
+            names.append(f"{experiment.get('strategy')} ({experiment.get('dataset')}, {experiment.get('model')})")
+        else:
+            names.append(str(experiment.get("strategy")))
+    return names
 
 
 def build_report(paths: list[str | Path], published: str | Path | None = None, out: str | Path | None = None) -> Report:
@@ -141,8 +143,8 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
     directory = unique_directory(RUNS, "report") if out is None else Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[FoundRun]] = {}
-    for run in runs:
-        groups.setdefault(row_name(run, runs), []).append(run)
+    for run, name in zip(runs, row_names(runs)):
+        groups.setdefault(name, []).append(run)
     summaries = []
     for name, group in groups.items():
         results = [ExperimentResult(ExperimentConfig(), r.records, r.directory) for r in group]

@@ -283,9 +283,9 @@ class Trainer:
         start = time.perf_counter()
         losses = fit_loop(cfg.epochs, seen, epoch_steps, progress=self.progress, description="train", stop=after_epoch)
         seconds = time.perf_counter() - start
-        final_loss = float(losses[-1]) if len(losses) else float("nan")
-        epochs = len(losses)
-        curve = tuple(float(loss) for loss in losses.reshape(len(losses), -1)[:, 0]) if len(losses) else ()
+        curve = tuple(losses.tolist())
+        final_loss = curve[-1] if curve else float("nan")
+        epochs = len(curve)
         stats = TrainStats(seconds, epochs * seen / max(seconds, 1e-9), final_loss, epochs, epoch_losses=curve)
         if stopping is not None:
             stopping.restore(model)
