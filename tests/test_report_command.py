@@ -36,7 +36,7 @@ def test_report_rebuilds_table_csv_and_plot_with_published_points(finished, tmp_
     printed = capsys.readouterr().out
     assert "5 run(s)" in printed and "report.md" in printed
     lines = (out / "report.md").read_text().splitlines()
-    assert lines[2] == "| strategy | runs | 10 | 15 | 20 | AULC | s/cycle (max) |"
+    assert lines[2] == "| strategy | runs | 10 | 15 | 20 | AULC | above random | s/cycle (max) |"
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[4:]}
     assert set(rows) == {"random", "margin", "entropy", "Core-Set (Sener 2018)", "BALD (Gal 2017)"}
     assert "| random | 2 |" in rows["random"] and "+-" in rows["random"] and rows["random"].endswith("|")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dalkit.cli import main
-from dalkit.compare import Comparison, check_targets, summarise, write_comparison
+from dalkit.compare import Comparison, budgets_above, check_targets, summarise, write_comparison
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult
 from dalkit.report import labels_to_reach
@@ -92,3 +92,14 @@ def test_compare_prints_the_labels_to_reach_each_target(tmp_path, capsys):
     assert "labels needed to first reach each test accuracy" in out
     row = next(line for line in out.splitlines() if line.startswith("random") and "(0/1)" in line)
     assert row.split()[1:] == ["10.0", "+-", "0.0", ">", "15", "(0/1)"]  # 1% at the first evaluation, 100% never
+
+
+def test_above_random_counts_the_budgets_after_the_first_where_the_mean_beats_randoms(tmp_path):
+    table = comparison(tmp_path).table()
+    assert table.splitlines()[0].split()[-2:] == ["above", "random"]
+    rows = {line.split()[0]: line.split()[-1] for line in table.splitlines()[2:5]}
+    # means at 30, 40, 50 labels: batchbald .89/.93/.965, bald .775/.875/.905, random .80/.91/.94
+    assert rows == {"batchbald": "3/3", "bald": "0/3", "random": "-"}
+    later = summarise("late", [run(0, [0.5, 0.99], start=40)])  # 40 and 50 labels: 50 is the one shared later budget
+    assert budgets_above(later, comparison(tmp_path).summaries[2]) == "1/1"
+    assert "above random" not in Comparison(comparison(tmp_path).summaries[:2], tmp_path).table()

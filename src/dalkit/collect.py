@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dalkit.compare import summarise
+from dalkit.compare import baseline_of, budgets_above, summarise
 from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL
 from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
@@ -155,13 +155,22 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
             )
         summaries.append(summarise(name, results))
     budgets = sorted({b for s in summaries for b in s.labelled} | {b for c in curves for b in c.labelled})
+    baseline = baseline_of(summaries)
+    above = ["above random"] if baseline else []
     rows = []
     for s in summaries:
         cells = dict(zip(s.labelled, (f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std))))
         seeds = sorted(r.experiment.get("seed") for r in groups[s.strategy])
         aulc = f"{100 * s.aulc_mean:.2f} +- {100 * s.aulc_std:.2f}"
         rows.append(
-            [s.strategy, len(seeds), *[cells.get(b, "-") for b in budgets], aulc, cycle_seconds(groups[s.strategy])]
+            [
+                s.strategy,
+                len(seeds),
+                *[cells.get(b, "-") for b in budgets],
+                aulc,
+                *([budgets_above(s, baseline)] if baseline else []),
+                cycle_seconds(groups[s.strategy]),
+            ]
         )
     for c in curves:
         stds = c.std or [None] * len(c.labelled)
@@ -169,10 +178,11 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
             b: f"{100 * a:.2f}" + ("" if d is None else f" +- {100 * d:.2f}")
             for b, a, d in zip(c.labelled, c.accuracy, stds)
         }
-        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", "-"])
-    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", "s/cycle (max)"], rows)
+        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", *["-" for _ in above], "-"])
+    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", *above, "s/cycle (max)"], rows)
     note = (
         "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve; "
+        "above random: at how many budgets after the first the mean is above random's; "
         "s/cycle: seconds of training, evaluation and selection per cycle, mean over every cycle (and the most)."
     )
     (directory / "report.md").write_text(f"{note}\n\n{table}\n")
