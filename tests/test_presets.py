@@ -93,5 +93,5 @@ def test_cifar10_cpu_is_the_papers_protocol_cut_for_a_cpu():
     assert [paper.initial + paper.budget * c for c in range(paper.cycles)] == list(range(1000, 10001, 1000))
     assert [cpu.initial + cpu.budget * c for c in range(cpu.cycles)] == [500, 1000, 1500, 2000, 2500]
     train = cpu.train_config()
-    assert (train.epochs, train.epoch_samples, train.milestones) == (40, 2500, (32,))  # the decay at 80%, as 160/200
+    assert (train.epochs, train.epoch_samples, train.milestones) == (100, 1000, (80,))  # the decay at 80%, as 160/200
     assert paper.train_config().milestones == (160,) and cpu.model_options == {"width": 16}
