@@ -101,5 +101,5 @@ def test_above_random_counts_the_budgets_after_the_first_where_the_mean_beats_ra
     # means at 30, 40, 50 labels: batchbald .89/.93/.965, bald .775/.875/.905, random .80/.91/.94
     assert rows == {"batchbald": "3/3", "bald": "0/3", "random": "-"}
     later = summarise("late", [run(0, [0.5, 0.99], start=40)])  # 40 and 50 labels: 50 is the one shared later budget
-    assert budgets_above(later, comparison(tmp_path).summaries[2]) == "1/1"
+    assert budgets_above(later, comparison(tmp_path).summaries[2]) == ["1/1"]
     assert "above random" not in Comparison(comparison(tmp_path).summaries[:2], tmp_path).table()

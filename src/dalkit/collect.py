@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dalkit.compare import baseline_of, budgets_above, summarise
+from dalkit.compare import ABOVE, baseline_of, budgets_above, summarise
 from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL
 from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
@@ -156,7 +156,7 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
         summaries.append(summarise(name, results))
     budgets = sorted({b for s in summaries for b in s.labelled} | {b for c in curves for b in c.labelled})
     baseline = baseline_of(summaries)
-    above = ["above random"] if baseline else []
+    above = [ABOVE] if baseline else []
     rows = []
     for s in summaries:
         cells = dict(zip(s.labelled, (f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std))))
@@ -168,7 +168,7 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
                 len(seeds),
                 *[cells.get(b, "-") for b in budgets],
                 aulc,
-                *([budgets_above(s, baseline)] if baseline else []),
+                *budgets_above(s, baseline),
                 cycle_seconds(groups[s.strategy]),
             ]
         )
@@ -178,7 +178,7 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
             b: f"{100 * a:.2f}" + ("" if d is None else f" +- {100 * d:.2f}")
             for b, a, d in zip(c.labelled, c.accuracy, stds)
         }
-        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", *["-" for _ in above], "-"])
+        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", *["-"] * len(above), "-"])
     table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", *above, "s/cycle (max)"], rows)
     note = (
         "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve; "

@@ -82,24 +82,28 @@ class StrategySummary:
     dataset: str = ""
 
 
-#: the row every other row is counted against ("above random")
+#: the row every other row is counted against, and the column that counts
 BASELINE = "random"
+ABOVE = "above random"
 
 
 def baseline_of(summaries: list[StrategySummary]) -> StrategySummary | None:
     """The random row, when there are other rows to count against it."""
-    found = [s for s in summaries if s.strategy == BASELINE]
-    return found[0] if found and len(summaries) > 1 else None
+    found = next((s for s in summaries if s.strategy == BASELINE), None)
+    return found if len(summaries) > 1 else None
 
 
-def budgets_above(summary: StrategySummary, baseline: StrategySummary) -> str:
-    """ "k/n": at k of the n budgets after the first (the initial set, shared by the seeds) that `baseline` was also
-    evaluated at, `summary`'s mean accuracy is above the baseline's; "-" for the baseline itself."""
+def budgets_above(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
+    """The "above random" cell: ["k/n"], at k of the n budgets after the first (the initial set, shared by the
+    seeds) that `baseline` was also evaluated at, `summary`'s mean accuracy is above the baseline's; ["-"] for the
+    baseline itself; no cell without a baseline."""
+    if baseline is None:
+        return []
     if summary is baseline:
-        return "-"
+        return ["-"]
     base = dict(zip(baseline.labelled, baseline.mean))
     shared = [(b, m) for b, m in zip(summary.labelled[1:], summary.mean[1:]) if b in base]
-    return f"{sum(m > base[b] for b, m in shared)}/{len(shared)}" if shared else "-"
+    return [f"{sum(m > base[b] for b, m in shared)}/{len(shared)}" if shared else "-"]
 
 
 def accuracy_table(summaries: list[StrategySummary], markdown: bool = False) -> str:
@@ -107,7 +111,7 @@ def accuracy_table(summaries: list[StrategySummary], markdown: bool = False) -> 
     budgets each row is above random; in Markdown, the best mean of each column is in bold."""
     budgets = summaries[0].labelled
     baseline = baseline_of(summaries)
-    headers = ["strategy", *[str(b) for b in budgets], "AULC", *(["above random"] if baseline else [])]
+    headers = ["strategy", *[str(b) for b in budgets], "AULC", *([ABOVE] if baseline else [])]
     means = np.array([[*s.mean, s.aulc_mean] for s in summaries])
     stds = np.array([[*s.std, s.aulc_std] for s in summaries])
     best = means.max(0)
@@ -116,7 +120,7 @@ def accuracy_table(summaries: list[StrategySummary], markdown: bool = False) -> 
         cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(mean, std)]
         if markdown:
             cells = [f"**{c}**" if m == top else c for c, m, top in zip(cells, mean, best)]
-        rows.append([s.strategy, *cells, *([budgets_above(s, baseline)] if baseline else [])])
+        rows.append([s.strategy, *cells, *budgets_above(s, baseline)])
     return markdown_table(headers, rows) if markdown else format_table(headers, rows)
 
 
