@@ -6,8 +6,9 @@ Reads every finished run in the comparison or run directories given (as `dalkit 
 row (strategy, or method for `compare --methods` rows) and training objectives, so `random` trained with CE and
 `random` trained with CE + CS-KD are two rows. For each labelled-set size it prints, as mean +- std over the runs:
 test accuracy, accuracy on the labelled images themselves (eval mode, no augmentation) and their gap, and the
-last epoch's training loss. `--plot` draws each row's mean training loss per epoch, one panel per size, to show
-whether each cycle's training converged.
+last epoch's training loss, with each objective's term when there are several (CE + MoBY, CE + CS-KD). `--plot`
+draws each row's mean training loss per epoch, one panel per size, its terms dashed, to show whether each cycle's
+training converged.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from dalkit.report import markdown_table
 
 def cell(values: list[float], scale: float = 100.0) -> str:
     return f"{scale * np.mean(values):.2f} +- {scale * np.std(values):.2f}" if values else "-"
+
+
+def terms(records: list[dict]) -> str:
+    """The last epoch's mean of each term of a loss of several objectives ("-" for one objective)."""
+    names = records[0].get("objective_losses", {}) if records else {}
+    means = {name: np.mean([r["objective_losses"][name][-1] for r in records]) for name in names}
+    return " + ".join(f"{name} {value:.3f}" for name, value in means.items()) or "-"
 
 
 def main() -> None:
@@ -48,8 +56,9 @@ def main() -> None:
             train = [r["train_accuracy"] for r in records]
             gap = [a - b for a, b in zip(train, test)]
             loss = [r["train_loss"] for r in records]
-            rows.append([name, size, len(records), cell(test), cell(train), cell(gap), cell(loss, 1.0)])
+            rows.append([name, size, len(records), cell(test), cell(train), cell(gap), cell(loss, 1.0), terms(records)])
     headers = ["row [objectives]", "labelled", "runs", "test %", "labelled-set %", "gap (points)", "final loss"]
+    headers.append("its terms")
     print(markdown_table(headers, rows))
     if args.plot:
         plot_losses(groups, sizes, Path(args.plot))
@@ -65,16 +74,26 @@ def plot_losses(groups: dict[str, dict[int, list[dict]]], sizes: list[int], path
     figure, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4), squeeze=False)
     for axis, size in zip(axes[0], sizes):
         for name, by_size in groups.items():
-            curves = [r["epoch_losses"] for r in by_size.get(size, []) if r.get("epoch_losses")]
-            if curves:
-                length = min(len(c) for c in curves)
-                axis.plot(range(1, length + 1), np.mean([c[:length] for c in curves], axis=0), label=name)
+            records = by_size.get(size, [])
+            line = plot_mean(axis, [r.get("epoch_losses") for r in records], name)
+            for term in records[0].get("objective_losses", {}) if line and records else {}:
+                curves = [r["objective_losses"].get(term) for r in records]
+                plot_mean(axis, curves, f"{name}: {term}", color=line.get_color(), linestyle="--", linewidth=0.8)
         axis.set(title=f"{size} labels", xlabel="epoch", ylabel="mean training loss")
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_mean(axis, curves: list[list[float] | None], label: str, **style):
+    """Plot the mean of the runs' per-epoch curves (cut to the shortest); the line, or None without curves."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return None
+    length = min(len(c) for c in curves)
+    return axis.plot(range(1, length + 1), np.mean([c[:length] for c in curves], axis=0), label=label, **style)[0]
 
 
 if __name__ == "__main__":

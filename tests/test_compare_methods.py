@@ -12,6 +12,7 @@ from dalkit.compare import run_comparison
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult
 from dalkit.presets import method_fields, method_parts
+from dalkit.results import read_jsonl
 
 
 def recording_runner(seen: list[ExperimentConfig]):
@@ -88,6 +89,12 @@ def test_compare_with_methods_alone_runs_no_default_strategies_and_report_keeps_
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cskd-sa-no-cskd", "learning-loss"]
     config = json.loads(next((out / "cskd-sa-no-cskd").glob("*/config.json")).read_text())["experiment"]
     assert (config["model"], config["method"], config["epochs"]) == ("resnet18-sa", "cskd-sa-no-cskd", 1)
+    records = read_jsonl(next((out / "cskd-sa-no-cskd").glob("*/cycles.jsonl")))
+    # each term of the joint loss has its own curve, and the terms add up to the recorded total
+    assert all(set(r["objective_losses"]) == {"ce", "learning-loss"} for r in records)
+    for r in records:
+        total = [sum(terms) for terms in zip(*r["objective_losses"].values())]
+        assert total == pytest.approx(r["epoch_losses"])
     main(["report", str(out), "--out", str(tmp_path / "report")])
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| cskd-sa-no-cskd |" in report and "| learning-loss |" in report

@@ -3,6 +3,7 @@ gradient into the paired branch; trainable through the one trainer."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dalkit.data.augment import Normalizer
@@ -103,7 +104,11 @@ def test_trainer_fits_with_ce_plus_cskd():
         torch.device("cpu"),
         progress=False,
         objectives=[create_objective("ce"), create_objective("cskd")],
+        names=["ce", "cskd"],
     )
     stats = trainer.fit(model, x, y, make_generator(0))
     assert stats.final_loss < 0.5
+    ce, cskd = stats.objective_losses["ce"], stats.objective_losses["cskd"]
+    assert len(ce) == len(cskd) == 30 and [a + b for a, b in zip(ce, cskd)] == pytest.approx(stats.epoch_losses)
+    assert ce[-1] < ce[0] and cskd[0] > 0  # the CE term falls; the KL term is there from the first epoch
     assert trainer.evaluate(model, x, y).accuracy == 1.0

@@ -37,6 +37,7 @@ def test_run_writes_a_complete_record(tmp_path):
     assert all(r["images_per_second"] > 0 and r["peak_memory_mb"] > 0 for r in records)
     assert all(0 <= r["train_accuracy"] <= 1 and len(r["epoch_losses"]) == 2 for r in records)
     assert all(r["epoch_losses"][-1] == pytest.approx(r["train_loss"]) for r in records)
+    assert all("objective_losses" not in r for r in records)  # one objective: its curve is epoch_losses
     assert all("query_seconds" in r for r in records[:-1])
     # digits has ~130 training images per class: every class is many-shot, the other groups are empty
     assert all(r["many_shot_accuracy"] == pytest.approx(r["balanced_accuracy"]) for r in records)

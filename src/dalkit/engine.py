@@ -120,7 +120,15 @@ class Engine:
         identity = Normalizer(torch.zeros(1), torch.ones(1), scale=1)
         self.input_normalizer = (identity if self.frozen else self.normalizer).to(spec.device)
         augment = AugmentSpec() if self.frozen else spec.augment
-        self.trainer = Trainer(spec.train, augment, self.input_normalizer, spec.device, spec.progress, self.objectives)
+        self.trainer = Trainer(
+            spec.train,
+            augment,
+            self.input_normalizer,
+            spec.device,
+            spec.progress,
+            self.objectives,
+            names=self.objective_names,
+        )
 
     @property
     def device(self) -> torch.device:

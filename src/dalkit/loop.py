@@ -282,6 +282,8 @@ class Experiment:
                 images_per_second=stats.images_per_second,
                 eval_seconds=time.perf_counter() - start,
             )
+            if stats.objective_losses:  # each term of a loss of several objectives, per epoch
+                record["objective_losses"] = {name: list(curve) for name, curve in stats.objective_losses.items()}
         record["class_counts"] = np.bincount(self.pool.labels[labelled], minlength=self.data.num_classes).tolist()
         return record
 

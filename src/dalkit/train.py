@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -91,6 +91,7 @@ class TrainStats:
     best_epoch: int | None = None  # 1-based epoch whose weights were kept (early stopping)
     validation_accuracy: float | None = None  # of the weights kept, on the validation images
     epoch_losses: tuple[float, ...] = ()  # each epoch's mean training loss (the curve that shows convergence)
+    objective_losses: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per objective, when several
 
 
 @dataclass(frozen=True)
@@ -182,9 +183,12 @@ class Trainer:
         device: torch.device,
         progress: bool = True,
         objectives: Sequence[Objective] | None = None,
+        names: Sequence[str] | None = None,
     ) -> None:
+        """`names` label `objectives` in `TrainStats.objective_losses` (default: their class names)."""
         self.config = config
         self.objectives = list(objectives) if objectives else [CrossEntropy()]
+        self.names = list(names) if names else [type(objective).__name__ for objective in self.objectives]
         self.augment = augment
         self.device = device
         self.normalizer = normalizer.to(device)
@@ -260,13 +264,14 @@ class Trainer:
                         raw=images[idx],
                         pixels=self.normalizer.pixels,
                     )
-                    batch_loss = sum(objective.loss(step) for objective in self.objectives)
+                    terms = [objective.loss(step) for objective in self.objectives]
+                    batch_loss = sum(terms)
                 optimizer.zero_grad(set_to_none=True)
                 batch_loss.backward()
                 optimizer.step()
                 for objective in self.objectives:
                     objective.after_step(step)
-                yield batch_loss, part.stop - part.start
+                yield torch.stack([term.detach().float() for term in terms]), part.stop - part.start
             schedule.step()
 
         stopping = EarlyStopping(cfg.patience) if cfg.patience is not None else None
@@ -281,12 +286,24 @@ class Trainer:
 
         model.train()
         start = time.perf_counter()
-        losses = fit_loop(cfg.epochs, seen, epoch_steps, progress=self.progress, description="train", stop=after_epoch)
+        losses = fit_loop(
+            cfg.epochs,
+            seen,
+            epoch_steps,
+            progress=self.progress,
+            description="train",
+            names=self.names,
+            stop=after_epoch,
+        )
+        terms = losses.reshape(-1, len(self.objectives))  # (epochs run, objectives)
         seconds = time.perf_counter() - start
-        curve = tuple(losses.tolist())
+        curve = tuple(terms.sum(dim=1).tolist())
+        parts = {name: tuple(terms[:, i].tolist()) for i, name in enumerate(self.names)} if len(self.names) > 1 else {}
         final_loss = curve[-1] if curve else float("nan")
         epochs = len(curve)
-        stats = TrainStats(seconds, epochs * seen / max(seconds, 1e-9), final_loss, epochs, epoch_losses=curve)
+        stats = TrainStats(
+            seconds, epochs * seen / max(seconds, 1e-9), final_loss, epochs, epoch_losses=curve, objective_losses=parts
+        )
         if stopping is not None:
             stopping.restore(model)
             return replace(stats, best_epoch=stopping.best_epoch, validation_accuracy=stopping.best)
