@@ -103,6 +103,11 @@ def test_features_are_cached_by_content(encoder_file, tmp_path, monkeypatch):
     assert sum(calls) == 48
     engine({**options, "resolution": 48}).inputs(images())  # another resolution: computed
     assert sum(calls) == 72
+    with isolated_rng(8):
+        other = tmp_path / "other-encoder.pt"
+        torch.save(LiteEncoder(32).state_dict(), other)
+    engine({**options, "weights": str(other)}).inputs(images())  # another encoder's weights: computed
+    assert sum(calls) == 96
 
 
 def test_cached_features_are_what_the_model_computes_on_the_images(encoder_file, tmp_path):
