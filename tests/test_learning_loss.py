@@ -31,18 +31,20 @@ def test_ranking_loss_is_zero_for_correct_order_beyond_the_margin():
     torch.testing.assert_close(margin_ranking_loss(predicted, target), torch.tensor(expected))
 
 
-def step_for(model, epoch: int) -> Step:
+def step_for(model, epoch: int, epochs: int) -> Step:
     x = torch.randn(8, 1, 8, 8)
     labels = torch.randint(0, 3, (8,))
-    return Step(model, x, labels, model(x), torch.arange(8), labels, epoch, make_generator(0), lambda i: x[i])
+    return Step(
+        model, x, labels, model(x), torch.arange(8), labels, epoch, make_generator(0), lambda i: x[i], epochs=epochs
+    )
 
 
-def backbone_gradient(epoch: int, stop_epoch: int) -> float:
+def backbone_gradient(epoch: int, epochs: int = 200, **options) -> float:
     torch.manual_seed(0)
-    objective = create_objective("learning-loss", stop_epoch=stop_epoch)
+    objective = create_objective("learning-loss", **options)
     model = create_model("small-cnn", num_classes=3, in_channels=1, image_size=8, width=8, heads=objective.heads())
     objective.prepare(model, torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), make_generator(0))
-    objective.loss(step_for(model, epoch)).backward()
+    objective.loss(step_for(model, epoch, epochs)).backward()
     backbone = sum(
         p.grad.abs().sum().item() for n, p in model.named_parameters() if n.startswith("stages") and p.grad is not None
     )
@@ -54,6 +56,13 @@ def backbone_gradient(epoch: int, stop_epoch: int) -> float:
 def test_backbone_gradient_stops_at_the_stop_epoch():
     assert backbone_gradient(epoch=119, stop_epoch=120) > 0
     assert backbone_gradient(epoch=120, stop_epoch=120) == 0
+
+
+def test_backbone_gradient_stops_at_the_papers_share_of_a_shorter_schedule():
+    """The paper stops at epoch 120 of 200; a 100-epoch schedule (cifar10-cpu) must stop at 60, not never."""
+    assert backbone_gradient(epoch=119, epochs=200) > 0 and backbone_gradient(epoch=120, epochs=200) == 0
+    assert backbone_gradient(epoch=59, epochs=100) > 0 and backbone_gradient(epoch=60, epochs=100) == 0
+    assert backbone_gradient(epoch=99, epochs=100, stop_fraction=1) > 0  # 1: the gradient never stops
 
 
 def test_strategy_picks_the_largest_predicted_losses(context_factory):
