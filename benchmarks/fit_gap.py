@@ -57,8 +57,8 @@ def main() -> None:
             gap = [a - b for a, b in zip(train, test)]
             loss = [r["train_loss"] for r in records]
             rows.append([name, size, len(records), cell(test), cell(train), cell(gap), cell(loss, 1.0), terms(records)])
-    headers = ["row [objectives]", "labelled", "runs", "test %", "labelled-set %", "gap (points)", "final loss"]
-    headers.append("its terms")
+    headers = ["row [objectives]", "labelled", "runs", "test %", "labelled-set %", "gap (points)"]
+    headers += ["final loss", "its terms"]
     print(markdown_table(headers, rows))
     if args.plot:
         plot_losses(groups, sizes, Path(args.plot))
@@ -76,7 +76,9 @@ def plot_losses(groups: dict[str, dict[int, list[dict]]], sizes: list[int], path
         for name, by_size in groups.items():
             records = by_size.get(size, [])
             line = plot_mean(axis, [r.get("epoch_losses") for r in records], name)
-            for term in records[0].get("objective_losses", {}) if line and records else {}:
+            if line is None:
+                continue
+            for term in records[0].get("objective_losses", {}):
                 curves = [r["objective_losses"].get(term) for r in records]
                 plot_mean(axis, curves, f"{name}: {term}", color=line.get_color(), linestyle="--", linewidth=0.8)
         axis.set(title=f"{size} labels", xlabel="epoch", ylabel="mean training loss")
