@@ -15,7 +15,7 @@ import numpy as np
 from dalkit.data import dataset_label
 from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL, FailedRun, Resources, Runner, Task, Tracker, run_in_processes, run_locally
-from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult
+from dalkit.loop import RUNS, ExperimentConfig, ExperimentResult, same_settings
 from dalkit.options import options_for
 from dalkit.presets import method_parts
 from dalkit.ray_executor import run_on_ray
@@ -352,23 +352,11 @@ def resumed_directory(base: ExperimentConfig, directory: Path) -> Path:
     return directory
 
 
-# Settings that do not change a run's results, so a finished run may be reused across them.
-NOT_SETTINGS = ("data_root", "download", "device", "out_dir", "progress")
-
-
-def settings(experiment: dict) -> dict:
-    """The experiment fields that define a run's results, as they read back from its config.json."""
-    plain = json.loads(json.dumps(experiment, default=str))
-    return {key: value for key, value in plain.items() if key not in NOT_SETTINGS}
-
-
 def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | None:
     """A run in `folder` that finished (renamed from .partial-, wrote cycles.csv) with the settings of `config`.
 
     A field that a run's config.json lacks (recorded before the option existed) counts as its default.
     """
-    wanted = settings(asdict(config))
-    defaults = settings(asdict(ExperimentConfig()))
     for config_path in sorted(folder.glob("*/config.json")):
         directory = config_path.parent
         if directory.name.startswith(PARTIAL) or not is_finished(directory):
@@ -377,7 +365,7 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
             experiment = json.loads(config_path.read_text())["experiment"]
         except (ValueError, KeyError, TypeError):
             continue
-        if {**defaults, **settings(experiment)} == wanted:
+        if same_settings(config, experiment):
             return ExperimentResult(config, read_jsonl(directory / "cycles.jsonl"), directory)
     return None
 

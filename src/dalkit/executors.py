@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment
+from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment, same_settings
+from dalkit.results import complete_records
 
 Runner = Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult]
 
@@ -171,15 +172,17 @@ def run_in_folder(
 ) -> ExperimentResult:
     """Run `config` in a temporary folder/.partial-NAME-XXXX/ and rename it to folder/NAME (or NAME-2, ...) once
     it finished, so a run that fails or is killed never has a final name and `--resume` never reads it as
-    finished. A run that raises leaves nothing behind; one that is killed leaves its .partial- folder, which
-    `compare.finished_run` skips and may be deleted."""
+    finished. A run that stops before its first cycle's record leaves nothing behind; one stopped later (killed,
+    or failed) leaves its .partial- folder, from whose last completed cycle the next attempt goes on
+    (`interrupted_folder`)."""
     folder.mkdir(parents=True, exist_ok=True)
     name = config.run_name()
-    partial = folder / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
+    partial = interrupted_folder(folder, config) or folder / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
     try:
         result = (runner or run_experiment)(replace(config, out_dir=str(partial)), log)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if not complete_records(partial / "cycles.jsonl"):
+            shutil.rmtree(partial, ignore_errors=True)
         raise
     final, k = folder / name, 2
     while True:  # never onto an existing folder (POSIX rename replaces an empty one)
@@ -197,3 +200,16 @@ def run_in_folder(
         recorded["experiment"]["out_dir"] = str(final)
         config_path.write_text(json.dumps(recorded, indent=2, default=str) + "\n")
     return replace(result, config=replace(result.config, out_dir=str(final)), directory=final)
+
+
+def interrupted_folder(folder: Path, config: ExperimentConfig) -> Path | None:
+    """The .partial- folder in `folder` of a run of `config`'s settings that got furthest (the most cycle records),
+    if any: the run there goes on from its last completed cycle (`Experiment.continue_interrupted`)."""
+    furthest, most = None, 0
+    for partial in folder.glob(f"{PARTIAL}{config.run_name()}-*"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            experiment = json.loads((partial / "config.json").read_text())["experiment"]
+            records = len(complete_records(partial / "cycles.jsonl"))
+            if records > most and same_settings(config, experiment):
+                furthest, most = partial, records
+    return furthest

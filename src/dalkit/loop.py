@@ -13,6 +13,7 @@ references take their validation set out of the pool this way).
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from collections.abc import Callable
@@ -31,7 +32,16 @@ from dalkit.models import Classifier, model_entry
 from dalkit.models.saved import save_classifier
 from dalkit.objectives import OBJECTIVES
 from dalkit.report import format_table, plot_learning_curves
-from dalkit.results import RunRecorder, check_run_directory, environment, read_jsonl, read_pool, unique_directory
+from dalkit.results import (
+    RunRecorder,
+    check_run_directory,
+    complete_records,
+    environment,
+    is_finished,
+    read_jsonl,
+    read_pool,
+    unique_directory,
+)
 from dalkit.runtime import broadcast, distributed
 from dalkit.seeding import derive_seed, resolve_device
 from dalkit.strategies.registry import STRATEGIES
@@ -155,6 +165,21 @@ class ExperimentConfig:
             epoch_samples=self.epoch_samples,
             patience=self.patience,
         )
+
+
+# Fields that do not change a run's results, so a run may be reused or continued across them.
+NOT_SETTINGS = ("data_root", "download", "device", "out_dir", "progress")
+
+
+def same_settings(config: ExperimentConfig, experiment: dict) -> bool:
+    """Whether a run whose config.json holds `experiment` has the settings of `config`; a field the record lacks
+    (recorded before the option existed) counts as its default."""
+
+    def settings(fields: dict) -> dict:
+        plain = json.loads(json.dumps(fields, default=str))
+        return {key: value for key, value in plain.items() if key not in NOT_SETTINGS}
+
+    return {**settings(asdict(ExperimentConfig())), **settings(experiment)} == settings(asdict(config))
 
 
 @dataclass
@@ -373,15 +398,46 @@ class Experiment:
         indices, scores, seconds, self.selection_info = broadcast(picked)
         return indices, scores, seconds
 
-    def run(self) -> ExperimentResult:
+    @property
+    def continuable(self) -> bool:
+        """Whether an interrupted run of these settings can go on from its last completed cycle: yes unless a cycle
+        depends on more than the pool and its seed (a warm start, a strategy or objective that carries state)."""
+        engine = self.engine
+        stateful = engine.strategy.carries_state or any(o.carries_state for o in engine.objectives)
+        return not self.config.warm_start and not stateful
+
+    def continue_interrupted(self, directory: Path) -> list[dict]:
+        """The completed cycles of an interrupted run of these settings in `directory`, whose pool this run takes up
+        as it was after them; none (the run starts over) if there is no such run or it cannot continue.
+
+        Every cycle draws its seeds from (seed, cycle) and trains a new model, so the cycles that follow are those
+        the run would have made without the interruption."""
+        try:
+            experiment = json.loads((directory / "config.json").read_text())["experiment"]
+            pool = read_pool(directory)
+        except (OSError, ValueError, KeyError, TypeError, DalkitError):
+            return []
+        records = complete_records(directory / "cycles.jsonl")
+        if is_finished(directory) or not records or not same_settings(self.config, experiment):
+            return []
+        if not self.continuable or len(pool) != len(self.pool):
+            return []
+        pool.forget_after(len(records))
+        self.pool = pool
+        return records
+
+    def recorder(self, directory: Path, completed: list[dict]) -> RunRecorder | NoRecord:
+        """The run's recorder; a new run writes its config.json and initial set, a continued one notes when it went
+        on and with which code."""
+        if self.rank:
+            return NoRecord()
+        if completed:
+            self.log(f"continuing the interrupted run in {directory} after cycle {len(completed)}/{self.config.cycles}")
+            recorder = RunRecorder(directory, completed=len(completed))
+            recorder.note_continued(len(completed), environment(self.device))
+            return recorder
+        recorder = RunRecorder(directory)
         cfg = self.config
-        self.label_initial()
-        self.check_budget()
-        directory = None
-        if self.rank == 0:
-            directory = Path(cfg.out_dir) if cfg.out_dir is not None else unique_directory(RUNS, cfg.run_name())
-        directory = broadcast(directory)
-        recorder = RunRecorder(directory) if self.rank == 0 else NoRecord()
         recorder.write_config(
             {
                 "experiment": asdict(cfg),
@@ -399,8 +455,24 @@ class Experiment:
         )
         recorder.record_labelled(0, self.pool.labelled_indices())
         recorder.save_pool(self.pool)
-        records = []
-        for cycle in range(cfg.cycles):
+        return recorder
+
+    def run(self) -> ExperimentResult:
+        """Label the initial set and run the cycles, recording each; an interrupted run of the same settings in
+        `out_dir` goes on from its last completed cycle (`continue_interrupted`)."""
+        cfg = self.config
+        self.label_initial()
+        self.check_budget()
+        directory, records = None, []
+        if self.rank == 0:
+            directory = Path(cfg.out_dir) if cfg.out_dir is not None else unique_directory(RUNS, cfg.run_name())
+            records = self.continue_interrupted(directory)
+        directory, records = broadcast((directory, records))
+        if records and self.world > 1:
+            self.pool = Pool.from_state_dict(broadcast(self.pool.state_dict()))
+        recorder = self.recorder(directory, records)
+        ended = bool(records) and "selected" not in records[-1]  # the last cycle, or every image labelled
+        for cycle in range(cfg.cycles if ended else len(records), cfg.cycles):
             record = self.train_and_evaluate(cycle)
             exhausted = not len(self.pool.unlabelled_indices())
             if cycle + 1 < cfg.cycles and not exhausted:

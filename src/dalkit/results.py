@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import platform
 import subprocess
@@ -67,7 +68,8 @@ def is_finished(directory: Path) -> bool:
 
 
 def check_run_directory(directory: Path) -> None:
-    """A run may write into a new or empty folder, or one holding an interrupted run (which starts over)."""
+    """A run may write into a new or empty folder, or one holding an interrupted run (which starts over, or goes
+    on from its last completed cycle: `dalkit.loop.Experiment.continue_interrupted`)."""
     if directory.exists() and not directory.is_dir():
         raise DalkitError(f"--out {directory} is a file; give a folder for the run.")
     if is_finished(directory):
@@ -79,22 +81,38 @@ def check_run_directory(directory: Path) -> None:
 
 
 class RunRecorder:
-    """Writes a run's files into `directory`; the record of an interrupted run found there starts over."""
+    """Writes a run's files into `directory`. The record of an interrupted run found there starts over, or, with
+    `completed` > 0, goes on after its first `completed` cycles: what it wrote of a later cycle is dropped."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, completed: int = 0) -> None:
         check_run_directory(directory)
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        for name in ("cycles.jsonl", "selections.jsonl"):
-            (directory / name).write_text("")
-        (directory / "selected.csv").write_text("cycle,index\n")
+        cycles, selections, rows = [], [], []
+        if completed:
+            cycles = complete_records(directory / "cycles.jsonl")[:completed]
+            selections = [e for e in complete_records(directory / "selections.jsonl") if e["cycle"] <= completed]
+            rows = [(c, i) for c, i in read_selected(directory / "selected.csv") if c <= completed]
+        self._write("cycles.jsonl", "".join(_line(r) for r in cycles))
+        self._write("selections.jsonl", "".join(_line(e) for e in selections))
+        self._write("selected.csv", "cycle,index\n" + "".join(f"{c},{i}\n" for c, i in rows))
+
+    def _write(self, filename: str, text: str) -> None:
+        (self.directory / filename).write_text(text)
 
     def write_config(self, config: dict) -> None:
         (self.directory / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
 
+    def note_continued(self, completed: int, environment: dict) -> None:
+        """Add to config.json that the run went on after `completed` cycles, when, and with which code."""
+        path = self.directory / "config.json"
+        config = json.loads(path.read_text())
+        config.setdefault("continued", []).append({"after_cycle": completed, **environment})
+        self.write_config(config)
+
     def _append(self, filename: str, record: dict) -> None:
         with open(self.directory / filename, "a") as f:
-            f.write(json.dumps(record, default=_plain) + "\n")
+            f.write(_line(record))
 
     def record_cycle(self, record: dict) -> None:
         self._append("cycles.jsonl", record)
@@ -146,6 +164,34 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def complete_records(path: Path) -> list[dict]:
+    """The records of a .jsonl file up to the first that is not whole (a run killed while writing it)."""
+    records = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in Path(path).read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                break
+    return records
+
+
+def read_selected(path: Path) -> list[tuple[int, int]]:
+    """The (cycle, index) rows of a run's selected.csv, up to the first that is not whole."""
+    rows = []
+    with contextlib.suppress(FileNotFoundError), open(path, newline="") as f:
+        for row in itertools.islice(csv.reader(f), 1, None):
+            try:
+                rows.append((int(row[0]), int(row[1])))
+            except (ValueError, IndexError):
+                break
+    return rows
+
+
+def _line(record: dict) -> str:
+    return json.dumps(record, default=_plain) + "\n"
 
 
 def _plain(value: object) -> object:

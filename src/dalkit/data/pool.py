@@ -81,6 +81,12 @@ class Pool:
         self.labels[indices] = labels
         self.cycle[indices] = cycle
 
+    def forget_after(self, cycle: int) -> None:
+        """Unlabel the images labelled after `cycle` (a run going on from that cycle after an interruption)."""
+        later = self.cycle > cycle
+        self.labels[later] = UNLABELLED
+        self.cycle[later] = UNLABELLED
+
     def state_dict(self) -> dict:
         """Size, labelled indices with their labels and cycles, and (only when there is one) the validation set."""
         labelled = self.labelled_indices()

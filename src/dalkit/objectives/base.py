@@ -57,6 +57,9 @@ class Objective(ABC):
     #: whether `loss` reads `Step.output`; when no objective of a run does (mixup alone), the trainer skips that
     #: forward pass on the clean batch
     reads_output: bool = True
+    #: one fit depends on the earlier fits of the run (a generator warm-started from the last cycle's weights), so
+    #: an interrupted run cannot continue from its last completed cycle (`dalkit.loop`)
+    carries_state: bool = False
 
     def heads(self) -> dict[str, dict]:
         """The heads (name -> options) the model must be created with for this objective; none by default."""

@@ -111,6 +111,11 @@ class HybridMixup(Objective):
         self.latent_generator = create_generator(generator, **generator_options)
         self.fits = 0
 
+    @property
+    def carries_state(self) -> bool:  # type: ignore[override]
+        """With a `seed`, each fit's draws depend on how many fits came before; a warm-started generator too."""
+        return self.seed is not None or bool(getattr(self.latent_generator, "warm_start", False))
+
     def prepare(
         self,
         model: Classifier,

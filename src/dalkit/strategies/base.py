@@ -166,6 +166,9 @@ class Strategy(ABC):
     #: `select` (or the objective behind it) learns from the images themselves (a VAE, augmented views), so it
     #: cannot run on a frozen pretrained encoder's cached features
     reads_pixels: bool = False
+    #: `select` keeps what it computed at an earlier query (Cluster-Margin's clustering of the first model's
+    #: embeddings), so an interrupted run cannot continue from its last completed cycle (`dalkit.loop`)
+    carries_state: bool = False
 
     @abstractmethod
     def select(self, ctx: QueryContext, budget: int) -> Selection:

@@ -354,6 +354,8 @@ def cluster_margin(
 class ClusterMargin(Strategy):
     """Cluster-Margin: the k_m lowest-margin candidates, round-robin over pool clusters (HAC once), smallest first."""
 
+    carries_state = True  # the clustering of the first query's embeddings, kept for the run
+
     def __init__(
         self,
         km_ratio: float = 10.0,
