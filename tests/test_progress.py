@@ -39,3 +39,27 @@ def test_bars_show_only_with_progress(run, progress, tmp_path, capsys, monkeypat
         assert all(f"{bar}:" in err for bar in bars), err
     else:
         assert "%|" not in err and not any(f"{bar}:" in err for bar in bars), err
+
+
+def test_in_a_log_a_bar_writes_plain_lines_with_rate_and_eta(capsys, monkeypatch):
+    """stderr here is no terminal (a run in the background): each refresh is a line of its own, no carriage return,
+    and a step shorter than LOG_INTERVAL writes nothing."""
+    import torch
+
+    from dalkit import runtime
+
+    def epoch(_):
+        for _ in range(4):
+            yield torch.tensor(0.5), 8
+
+    runtime.fit_loop(3, 32, epoch, progress=True, description="train")
+    assert capsys.readouterr().err == ""  # shorter than a minute: silent
+    monkeypatch.setattr(runtime, "LOG_INTERVAL", 0.0)
+    runtime.fit_loop(3, 32, epoch, progress=True, description="train")
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and len(lines) >= 3
+    assert all(line.startswith("train:") for line in lines)
+    assert "100%" in err and "img/s" in err and "<" in err and "loss=0.500" in err
+    runtime.fit_loop(3, 32, epoch, progress=False, description="train")
+    assert capsys.readouterr().err == ""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment, same_settings
 from dalkit.results import complete_records
+from dalkit.runtime import progress_bar
 
 Runner = Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult]
 
@@ -67,12 +68,10 @@ class Tracker:
     per finished run (and, with `bar`, a bar over the grid)."""
 
     def __init__(self, tasks: list[Task], done: dict, log: Callable[[str], None], retries: int, bar: bool) -> None:
-        from tqdm.auto import tqdm
-
         self.done, self.log, self.retries = done, log, retries
         self.attempts = {t.key: 0 for t in tasks}
         self.failed: list[FailedRun] = []
-        self.bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=not bar or not tasks)
+        self.bar = progress_bar(progress=bar and bool(tasks), total=len(tasks), desc="runs", unit="run")
 
     def start(self, task: Task) -> int:
         """Count one more attempt of `task`; returns its number."""

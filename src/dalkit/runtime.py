@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -10,6 +11,36 @@ from tqdm.auto import tqdm
 
 #: one epoch's steps: yields, per step, its loss (a scalar, or a vector of named losses) and how many items it saw
 EpochSteps = Callable[[int], Iterable[tuple[torch.Tensor, int]]]
+
+
+#: seconds between two lines of a bar written to a log (stderr not a terminal), and before its first
+LOG_INTERVAL = 60.0
+
+
+class LogLines:
+    """Where a bar writes when stderr is a log file (a run in the background): each refresh is one plain line,
+    with no carriage return, so `tail` shows the progress, rate and ETA of a long step as it goes."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(iterable: Iterable | None = None, *, progress: bool = True, **options) -> tqdm:
+    """A tqdm bar (rate and ETA) over `iterable` or a `total`: redrawn in place on a terminal; in a log, a line a
+    minute once the step has run a minute (`LOG_INTERVAL`); none without `progress`."""
+    if not progress:
+        return tqdm(iterable, disable=True, **options)
+    if sys.stderr.isatty():
+        return tqdm(iterable, **options)
+    return tqdm(iterable, file=LogLines(sys.stderr), mininterval=LOG_INTERVAL, delay=LOG_INTERVAL, **options)
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:
@@ -58,21 +89,16 @@ def fit_loop(
     """Run `run_epoch(epoch)` for every epoch under one progress bar; return each epoch's mean loss.
 
     `run_epoch` does one epoch's optimizer steps and yields, after each, the step's loss and the number of items
-    it saw (`epoch_size` in an epoch, which the bar counts in `unit`s, with rate and ETA). The bar is hidden when
-    `progress` is False, and (tqdm's default) when stderr is not a terminal; it shows the last epoch's mean
+    it saw (`epoch_size` in an epoch, which the bar counts in `unit`s, with rate and ETA). The bar (`progress_bar`) is
+    hidden when `progress` is False, and a line a minute in a log; it shows the last epoch's mean
     losses, labelled with `names`. Losses are summed where they live and read once per epoch, so nothing waits
     for the device inside an epoch. `stop(epoch, mean_loss)`, called after each epoch, ends the loop early when it
     returns True (early stopping). Returns the item-weighted means of the epochs run, (epochs run, *loss shape),
     float64 on the CPU.
     """
     records = []
-    bar = tqdm(
-        total=epochs * epoch_size,
-        desc=description,
-        unit=unit,
-        unit_scale=True,
-        disable=None if progress else True,
-        leave=False,
+    bar = progress_bar(
+        progress=progress, total=epochs * epoch_size, desc=description, unit=unit, unit_scale=True, leave=False
     )
     with bar:
         for epoch in range(epochs):
@@ -83,7 +109,9 @@ def fit_loop(
                 bar.update(n)
             mean = torch.as_tensor(total, dtype=torch.float64, device="cpu") / count  # nan for an epoch of no steps
             records.append(mean)
-            bar.set_postfix({name: f"{value:.3f}" for name, value in zip(names, mean.reshape(-1).tolist())})
+            bar.set_postfix(
+                {name: f"{value:.3f}" for name, value in zip(names, mean.reshape(-1).tolist())}, refresh=False
+            )
             if stop is not None and stop(epoch, mean):
                 break
     return torch.stack(records) if records else torch.empty(0, dtype=torch.float64)

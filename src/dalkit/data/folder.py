@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from dalkit.data.base import AugmentSpec, DataSplits, ImageDataset, images_from_nhwc
 from dalkit.data.registry import register_dataset
 from dalkit.errors import DalkitError
+from dalkit.runtime import progress_bar
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 PIL_MODES = {1: "L", 3: "RGB"}
@@ -141,8 +141,9 @@ def read_dataset(files: list[Path], labels: list[int], classes: list[str], size:
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         loaded = pool.map(lambda path: read_image(path, size, PIL_MODES[channels]), files)
-        disable = None if len(files) >= PROGRESS_MIN_FILES else True  # None: shown on a terminal only
-        for i, image in enumerate(tqdm(loaded, total=len(files), desc="reading images", unit="img", disable=disable)):
+        shown = len(files) >= PROGRESS_MIN_FILES
+        bar = progress_bar(loaded, progress=shown, total=len(files), desc="reading images", unit="img")
+        for i, image in enumerate(bar):
             pixels[i] = image.reshape(size, size, channels)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

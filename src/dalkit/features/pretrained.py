@@ -18,11 +18,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from dalkit.errors import DalkitError
 from dalkit.features.simclr import default_cache_dir
 from dalkit.models.pretrained import PretrainedClassifier, weights_id
+from dalkit.runtime import progress_bar
 
 PRECISIONS = ("fp32", "bf16")
 CODE_VERSION = 1
@@ -63,7 +63,7 @@ def extract(
     was_training = model.training
     model.eval().to(memory_format=layout)
     out = torch.empty(len(images), model.feature_dim, dtype=torch.float16)
-    with tqdm(total=len(images), desc="features", unit="img", disable=None if progress else True, leave=False) as bar:
+    with progress_bar(progress=progress, total=len(images), desc="features", unit="img", leave=False) as bar:
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(device).float().div(255).contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
