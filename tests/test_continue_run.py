@@ -80,6 +80,7 @@ def test_an_interrupted_run_goes_on_from_its_last_completed_cycle(strategy, opti
         {"epochs": 3},  # other settings
         {"warm_start": True},  # a cycle starts from the last cycle's weights
         {"strategy": "cluster-margin"},  # the clustering of the first query is kept for the run
+        {"strategy": "probcover"},  # so is the delta its first query chose
     ],
 )
 def test_a_run_that_cannot_go_on_starts_over(change, tmp_path, monkeypatch):

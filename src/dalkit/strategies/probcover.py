@@ -164,6 +164,8 @@ class ProbCover(Strategy):
         self.source = Representation("probcover", features, ssl_options)
         self.representation = self.source.request
         self.kept: tuple[str, float, sparse.csr_array] | None = None  # (representation's digest, delta, graph)
+        # delta chosen at the first query (its k-means draws from that cycle's generator) stays for the run
+        self.carries_state = delta is None
 
     def choose_delta(self, points: torch.Tensor, num_classes: int, ctx: QueryContext) -> float:
         """The given delta, or the purity rule's over k-means with one cluster per class."""
