@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -83,3 +84,31 @@ def test_report_needs_finished_runs(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "--published", str(tmp_path / "none.csv")]) == 2
+
+
+def test_report_lists_unfinished_runs_with_their_cycles(finished, tmp_path, capsys):
+    """A comparison under way: its finished runs in the table, the others listed with the cycles they have done."""
+    import shutil
+
+    comparison = tmp_path / "cmp"
+    shutil.copytree(finished / "cmp", comparison)
+    run = comparison / "margin" / "digits-margin-seed1"
+    stopped = run.with_name(".partial-digits-margin-seed1-0a1b2c3d")
+    run.rename(stopped)
+    (stopped / "cycles.csv").unlink()
+    first = (stopped / "cycles.jsonl").read_text().splitlines()[0]
+    (stopped / "cycles.jsonl").write_text(first + "\n")
+    accuracy = json.loads(first)["accuracy"]
+
+    assert main(["report", str(comparison), "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| margin | 1 |" in text and "Unfinished runs" in text and "Unfinished runs" in printed
+    assert f"| {stopped} | 1 / 2 | 10 | {100 * accuracy:.2f} |" in text
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    stopped.rename(alone / stopped.name)
+    assert main(["report", str(alone), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"holds no finished dalkit run yet; cycles done so far: {stopped.name} (1 of 2).")

@@ -10,6 +10,7 @@ source; each (method, source) becomes a curve on the plot and a row of the table
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL
 from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
 from dalkit.report import markdown_table, plot_learning_curves
-from dalkit.results import is_finished, read_jsonl, unique_directory
+from dalkit.results import complete_records, is_finished, read_jsonl, unique_directory
 
 
 @dataclass
@@ -47,6 +48,36 @@ class Report:
     runs: int
 
 
+def find_unfinished(path: Path) -> list[FoundRun]:
+    """The runs under `path` that started and have not finished (under way, or stopped): their completed cycles."""
+    found = []
+    for config in sorted(path.rglob("config.json")):
+        directory = config.parent
+        if is_finished(directory):
+            continue
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            experiment = json.loads(config.read_text())["experiment"]
+            found.append(FoundRun(directory, experiment, complete_records(directory / "cycles.jsonl")))
+    return found
+
+
+def unfinished_table(runs: list[FoundRun]) -> str:
+    """One row per unfinished run: where it is, its cycles done of those planned, and its last evaluation."""
+    rows = []
+    for run in runs:
+        last = run.records[-1] if run.records else {}
+        accuracy = last.get("accuracy")
+        rows.append(
+            [
+                str(run.directory),
+                f"{len(run.records)} / {run.experiment.get('cycles', '?')}",
+                last.get("labelled", "-"),
+                "-" if accuracy is None else f"{100 * accuracy:.2f}",
+            ]
+        )
+    return markdown_table(["unfinished run", "cycles done", "labelled", "accuracy %"], rows)
+
+
 def find_runs(paths: list[str | Path]) -> list[FoundRun]:
     """Every finished run in `paths` (each a run directory or a folder holding runs at any depth), once each."""
     found: dict[Path, FoundRun] = {}
@@ -58,6 +89,12 @@ def find_runs(paths: list[str | Path]) -> list[FoundRun]:
         runs = [d for d in candidates if not any(part.startswith(PARTIAL) for part in d.relative_to(path).parts)]
         runs = [d for d in runs if (d / "config.json").is_file() and is_finished(d)]
         if not runs:
+            under_way = find_unfinished(path)
+            if under_way:
+                done = ", ".join(
+                    f"{r.directory.name} ({len(r.records)} of {r.experiment.get('cycles')})" for r in under_way
+                )
+                raise DalkitError(f"{path} holds no finished dalkit run yet; cycles done so far: {done}.")
             raise DalkitError(f"{path} holds no finished dalkit run (none with config.json and cycles.csv).")
         for directory in runs:
             try:
@@ -185,6 +222,10 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
         "above random: at how many budgets after the first the mean is above random's; "
         "s/cycle: seconds of training, evaluation and selection per cycle, mean over every cycle (and the most)."
     )
+    under_way = [run for path in paths for run in find_unfinished(Path(path))]
+    if under_way:
+        heading = "Unfinished runs, not in the table (under way, or stopped: `--resume` goes on from the last cycle):"
+        table += f"\n\n{heading}\n\n{unfinished_table(under_way)}"
     (directory / "report.md").write_text(f"{note}\n\n{table}\n")
     with open(directory / "cycles.csv", "w", newline="") as f:
         writer = csv.DictWriter(
