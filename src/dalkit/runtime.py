@@ -40,7 +40,8 @@ def progress_bar(iterable: Iterable | None = None, *, progress: bool = True, **o
         return tqdm(iterable, disable=True, **options)
     if sys.stderr.isatty():
         return tqdm(iterable, **options)
-    return tqdm(iterable, file=LogLines(sys.stderr), mininterval=LOG_INTERVAL, delay=LOG_INTERVAL, **options)
+    interval = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "delay": LOG_INTERVAL}
+    return tqdm(iterable, file=LogLines(sys.stderr), **interval, **options)
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:
