@@ -281,6 +281,28 @@ def test_moby_trains_end_to_end_and_the_key_encoder_follows_without_gradients():
         torch.testing.assert_close(queue.keys.norm(dim=1), torch.ones(32))
 
 
+def test_moby_learns_to_tell_images_apart_after_a_plateau_at_chance(monkeypatch):
+    """Instance discrimination, the property MoBY exists for: on 32 distinct images (two weak views each, so the task
+    is learnable in a few hundred steps) the loss sits at chance, log(queue + 1), for the first hundred steps or so,
+    then falls well below it. Misaligned positives, or a key encoder that did not follow, would stay at chance."""
+    monkeypatch.setattr("dalkit.objectives.moby.strong_view", lambda x, g: aug.weak_view(x, g, 1, True))
+    torch.manual_seed(0)
+    objective = MoBY(queue_size=32)
+    model = create_model("resnet18", num_classes=2, width=4, heads=objective.heads())
+    trainer = Trainer(
+        TrainConfig(epochs=250, lr=0.05, batch_size=16, weight_decay=0.0),
+        AugmentSpec(crop_padding=1, flip=True),
+        normalizer(),
+        torch.device("cpu"),
+        progress=False,
+        objectives=[objective],
+    )
+    stats = trainer.fit(model, images(32), torch.zeros(32, dtype=torch.long), make_generator(0))
+    chance, losses = math.log(33), stats.epoch_losses
+    assert abs(sum(losses[10:30]) / 20 - chance) < 0.1  # the plateau: steps 20-60
+    assert sum(losses[-5:]) / 5 < 0.85 * chance
+
+
 def test_registered_with_options_and_as_a_method():
     objective = create_objective("moby", temperature=0.1, queue_size=64)
     assert isinstance(objective, MoBY) and objective.uses_unlabelled and objective.queue_size == 64
