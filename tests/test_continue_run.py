@@ -10,6 +10,7 @@ import pytest
 
 from dalkit.cli import main
 from dalkit.engine import Engine
+from dalkit.executors import claimed_folder, run_in_folder
 from dalkit.loop import ExperimentConfig, run_experiment
 from dalkit.results import RunRecorder, read_jsonl
 
@@ -103,14 +104,15 @@ def test_a_comparison_run_killed_midway_goes_on_under_resume(tmp_path, monkeypat
         kill_before_recording(patch, cycle=2)
         with pytest.raises(Killed):
             main([*args, "--out", str(directory)])
-    (partial,) = (directory / "margin").iterdir()
+    (partial,) = [p for p in (directory / "margin").iterdir() if p.is_dir()]
     assert partial.name.startswith(".partial-digits-margin-seed0-") and len(read_jsonl(partial / "cycles.jsonl")) == 2
+    assert (directory / "margin" / f"{partial.name}.lock").is_file()  # what a kill leaves beside it
 
     fits = count_fits(monkeypatch)
     assert main([*args, "--resume", str(directory)]) == 0
     assert f"continuing the interrupted run in {partial} after cycle 2/3" in capsys.readouterr().out
     assert fits == [2]
-    (final,) = (directory / "margin").iterdir()
+    (final,) = (directory / "margin").iterdir()  # the lock went with the partial folder
     assert final.name == "digits-margin-seed0" and [r["labelled"] for r in read_jsonl(final / "cycles.jsonl")] == [
         10,
         15,
@@ -136,3 +138,18 @@ def test_a_run_that_fails_after_a_cycle_keeps_it_for_the_next_attempt(tmp_path, 
     assert "margin, seed 0 failed (RuntimeError: out of memory); trying again" in capsys.readouterr().out
     assert fits == [0, 1, 1, 2]  # the retry trains cycle 1 again, not cycle 0
     assert [p.name for p in (directory / "margin").iterdir()] == ["digits-margin-seed0"]
+
+
+def test_two_processes_never_continue_one_interrupted_run(tmp_path, monkeypatch):
+    """While one process continues an interrupted run (holding its lock), another given the same run starts its own."""
+    config = replace(BASE, cycles=3)
+    with monkeypatch.context() as patch:
+        kill_before_recording(patch, cycle=1)
+        with pytest.raises(Killed):
+            run_in_folder(config, tmp_path, log=lambda _: None)
+    (interrupted,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    with claimed_folder(tmp_path, config) as first:
+        with claimed_folder(tmp_path, config) as second:
+            assert first == interrupted and second != interrupted and not second.exists()  # a new one
+    with claimed_folder(tmp_path, config) as again:  # released: the next claim gets it
+        assert again == interrupted

@@ -5,16 +5,18 @@ folder renamed when finished) and reports attempts, retries, failures and progre
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment, same_settings
-from dalkit.results import complete_records
+from dalkit.results import complete_records, is_finished
 from dalkit.runtime import progress_bar
 
 Runner = Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult]
@@ -173,26 +175,26 @@ def run_in_folder(
     it finished, so a run that fails or is killed never has a final name and `--resume` never reads it as
     finished. A run that stops before its first cycle's record leaves nothing behind; one stopped later (killed,
     or failed) leaves its .partial- folder, from whose last completed cycle the next attempt goes on
-    (`interrupted_folder`)."""
+    (`claimed_folder`)."""
     folder.mkdir(parents=True, exist_ok=True)
     name = config.run_name()
-    partial = interrupted_folder(folder, config) or folder / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
-    try:
-        result = (runner or run_experiment)(replace(config, out_dir=str(partial)), log)
-    except BaseException:
-        if not complete_records(partial / "cycles.jsonl"):
-            shutil.rmtree(partial, ignore_errors=True)
-        raise
-    final, k = folder / name, 2
-    while True:  # never onto an existing folder (POSIX rename replaces an empty one)
-        if not final.exists():
-            try:
-                os.rename(partial, final)
-                break
-            except OSError:
-                if not final.exists():
-                    raise
-        final, k = folder / f"{name}-{k}", k + 1
+    with claimed_folder(folder, config) as partial:
+        try:
+            result = (runner or run_experiment)(replace(config, out_dir=str(partial)), log)
+        except BaseException:
+            if not complete_records(partial / "cycles.jsonl"):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        final, k = folder / name, 2
+        while True:  # never onto an existing folder (POSIX rename replaces an empty one)
+            if not final.exists():
+                try:
+                    os.rename(partial, final)
+                    break
+                except OSError:
+                    if not final.exists():
+                        raise
+            final, k = folder / f"{name}-{k}", k + 1
     config_path = final / "config.json"
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         recorded = json.loads(config_path.read_text())
@@ -201,14 +203,52 @@ def run_in_folder(
     return replace(result, config=replace(result.config, out_dir=str(final)), directory=final)
 
 
-def interrupted_folder(folder: Path, config: ExperimentConfig) -> Path | None:
-    """The .partial- folder in `folder` of a run of `config`'s settings that got furthest (the most cycle records),
-    if any: the run there goes on from its last completed cycle (`Experiment.continue_interrupted`)."""
-    furthest, most = None, 0
+@contextlib.contextmanager
+def claimed_folder(folder: Path, config: ExperimentConfig) -> Iterator[Path]:
+    """The .partial- folder this run writes in, locked (`FOLDER.lock` beside it) for as long as it does: the
+    interrupted run of its settings that got furthest and that no other process is continuing
+    (`interrupted_folders`), or a new one. Two comparisons resumed at once on one directory never write into one
+    run. The lock goes when the run leaves the folder (finished, or failed before its first record)."""
+    for partial in interrupted_folders(folder, config):
+        handle = try_lock(partial)
+        if handle is not None:
+            break
+    else:
+        partial = folder / f"{PARTIAL}{config.run_name()}-{uuid.uuid4().hex[:8]}"  # the run creates it
+        handle = try_lock(partial)
+        assert handle is not None, "a new folder's lock is free"
+    try:
+        yield partial
+    finally:
+        handle.close()
+        if not partial.exists():
+            lock_file(partial).unlink(missing_ok=True)
+
+
+def lock_file(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".lock")
+
+
+def try_lock(partial: Path) -> IO | None:
+    """An open handle holding the exclusive lock of `partial`, or None if another process holds it."""
+    handle = open(lock_file(partial), "a")  # noqa: SIM115 - held open: it holds the lock until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def interrupted_folders(folder: Path, config: ExperimentConfig) -> list[Path]:
+    """The .partial- folders in `folder` of unfinished runs with `config`'s settings that completed a cycle, those
+    that got furthest (the most cycle records) first: the run there goes on from its last completed cycle
+    (`Experiment.continue_interrupted`)."""
+    found = []
     for partial in folder.glob(f"{PARTIAL}{config.run_name()}-*"):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             experiment = json.loads((partial / "config.json").read_text())["experiment"]
             records = len(complete_records(partial / "cycles.jsonl"))
-            if records > most and same_settings(config, experiment):
-                furthest, most = partial, records
-    return furthest
+            if records and not is_finished(partial) and same_settings(config, experiment):
+                found.append((records, partial))
+    return [partial for _, partial in sorted(found, reverse=True)]
