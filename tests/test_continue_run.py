@@ -148,8 +148,7 @@ def test_two_processes_never_continue_one_interrupted_run(tmp_path, monkeypatch)
         with pytest.raises(Killed):
             run_in_folder(config, tmp_path, log=lambda _: None)
     (interrupted,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    with claimed_folder(tmp_path, config) as first:
-        with claimed_folder(tmp_path, config) as second:
-            assert first == interrupted and second != interrupted and not second.exists()  # a new one
+    with claimed_folder(tmp_path, config) as first, claimed_folder(tmp_path, config) as second:
+        assert first == interrupted and second != interrupted and not second.exists()  # a new one
     with claimed_folder(tmp_path, config) as again:  # released: the next claim gets it
         assert again == interrupted
