@@ -10,7 +10,6 @@ source; each (method, source) becomes a curve on the plot and a row of the table
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL
 from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
 from dalkit.report import markdown_table, plot_learning_curves
-from dalkit.results import complete_records, is_finished, read_jsonl, unique_directory
+from dalkit.results import is_finished, read_jsonl, unfinished_run, unique_directory
 
 
 @dataclass
@@ -50,15 +49,8 @@ class Report:
 
 def find_unfinished(path: Path) -> list[FoundRun]:
     """The runs under `path` that started and have not finished (under way, or stopped): their completed cycles."""
-    found = []
-    for config in sorted(path.rglob("config.json")):
-        directory = config.parent
-        if is_finished(directory):
-            continue
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            experiment = json.loads(config.read_text())["experiment"]
-            found.append(FoundRun(directory, experiment, complete_records(directory / "cycles.jsonl")))
-    return found
+    directories = [config.parent for config in sorted(path.rglob("config.json"))]
+    return [FoundRun(d, *run) for d in directories if (run := unfinished_run(d)) is not None]
 
 
 def unfinished_table(runs: list[FoundRun]) -> str:

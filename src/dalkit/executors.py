@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from dalkit.loop import ExperimentConfig, ExperimentResult, run_experiment, same_settings
-from dalkit.results import complete_records, is_finished
+from dalkit.results import complete_records, unfinished_run
 from dalkit.runtime import progress_bar
 
 Runner = Callable[[ExperimentConfig, Callable[[str], None]], ExperimentResult]
@@ -246,9 +246,7 @@ def interrupted_folders(folder: Path, config: ExperimentConfig) -> list[Path]:
     (`Experiment.continue_interrupted`)."""
     found = []
     for partial in folder.glob(f"{PARTIAL}{config.run_name()}-*"):
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            experiment = json.loads((partial / "config.json").read_text())["experiment"]
-            records = len(complete_records(partial / "cycles.jsonl"))
-            if records and not is_finished(partial) and same_settings(config, experiment):
-                found.append((records, partial))
+        run = unfinished_run(partial)
+        if run is not None and run[1] and same_settings(config, run[0]):
+            found.append((len(run[1]), partial))
     return [partial for _, partial in sorted(found, reverse=True)]

@@ -35,11 +35,10 @@ from dalkit.report import format_table, plot_learning_curves
 from dalkit.results import (
     RunRecorder,
     check_run_directory,
-    complete_records,
     environment,
-    is_finished,
     read_jsonl,
     read_pool,
+    unfinished_run,
     unique_directory,
 )
 from dalkit.runtime import broadcast, distributed
@@ -412,15 +411,15 @@ class Experiment:
 
         Every cycle draws its seeds from (seed, cycle) and trains a new model, so the cycles that follow are those
         the run would have made without the interruption."""
+        run = unfinished_run(directory)
+        if run is None or not run[1] or not same_settings(self.config, run[0]) or not self.continuable:
+            return []
+        records = run[1]
         try:
-            experiment = json.loads((directory / "config.json").read_text())["experiment"]
             pool = read_pool(directory)
-        except (OSError, ValueError, KeyError, TypeError, DalkitError):
+        except DalkitError:
             return []
-        records = complete_records(directory / "cycles.jsonl")
-        if is_finished(directory) or not records or not same_settings(self.config, experiment):
-            return []
-        if not self.continuable or len(pool) != len(self.pool):
+        if len(pool) != len(self.pool):
             return []
         pool.forget_after(len(records))
         self.pool = pool

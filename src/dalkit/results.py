@@ -166,6 +166,18 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def unfinished_run(directory: Path) -> tuple[dict, list[dict]] | None:
+    """The `experiment` settings (config.json) and completed cycle records of a run in `directory` that started and
+    has not finished; None for a finished run or a folder without a readable config.json."""
+    if is_finished(directory):
+        return None
+    try:
+        experiment = json.loads((directory / "config.json").read_text())["experiment"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return experiment, complete_records(directory / "cycles.jsonl")
+
+
 def complete_records(path: Path) -> list[dict]:
     """The records of a .jsonl file up to the first that is not whole (a run killed while writing it)."""
     records = []
