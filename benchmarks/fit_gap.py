@@ -1,8 +1,9 @@
 """Train/test gap and training-loss curves of finished runs: does a training objective curb overfitting?
 
-    python benchmarks/fit_gap.py DIR [DIR ...] [--sizes 500,1000,2500] [--plot losses.png]
+    python benchmarks/fit_gap.py DIR [DIR ...] [--sizes 500,1000,2500] [--plot losses.png] [--unfinished]
 
-Reads every finished run in the comparison or run directories given (as `dalkit report` does) and groups them by
+Reads every finished run in the comparison or run directories given (as `dalkit report` does), and with
+`--unfinished` the completed cycles of runs still under way or stopped too, and groups them by
 row (strategy, or method for `compare --methods` rows) and training objectives, so `random` trained with CE and
 `random` trained with CE + CS-KD are two rows. For each labelled-set size it prints, as mean +- std over the runs:
 test accuracy, accuracy on the labelled images themselves (eval mode, no augmentation) and their gap, and the
@@ -14,11 +15,13 @@ training converged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
-from dalkit.collect import find_runs, row_names
+from dalkit.collect import FoundRun, find_runs, find_unfinished, row_names
+from dalkit.errors import DalkitError
 from dalkit.report import markdown_table
 
 
@@ -38,9 +41,10 @@ def main() -> None:
     parser.add_argument("dirs", nargs="+")
     parser.add_argument("--sizes", default="500,1000,2500", help="labelled-set sizes to tabulate")
     parser.add_argument("--plot", help="PNG of the mean training loss per epoch, per row and size")
+    parser.add_argument("--unfinished", action="store_true", help="also the completed cycles of unfinished runs")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    runs = find_runs(args.dirs)
+    runs = read_runs(args.dirs, args.unfinished)
     groups: dict[str, dict[int, list[dict]]] = {}
     for run, row in zip(runs, row_names(runs)):
         name = f"{row} [{' + '.join(run.experiment.get('objectives', []))}]"
@@ -63,6 +67,20 @@ def main() -> None:
     if args.plot:
         plot_losses(groups, sizes, Path(args.plot))
         print(f"\nloss curves: {args.plot}")
+
+
+def read_runs(dirs: list[str], unfinished: bool) -> list[FoundRun]:
+    """The finished runs in `dirs`; with `unfinished`, also the completed cycles of the runs not finished yet."""
+    if not unfinished:
+        return find_runs(dirs)
+    runs = []
+    for directory in dirs:
+        if not Path(directory).is_dir():
+            raise SystemExit(f"{directory} is not a folder; give run or comparison directories.")
+        with contextlib.suppress(DalkitError):  # only unfinished runs there
+            runs += find_runs([directory])
+        runs += find_unfinished(Path(directory))
+    return runs
 
 
 def plot_losses(groups: dict[str, dict[int, list[dict]]], sizes: list[int], path: Path) -> None:
