@@ -1,4 +1,5 @@
-"""`--no-progress` reaches every training loop: the classifier's, VAAL's, the GCN's, SimCLR's and the CVAE's."""
+"""`--no-progress` reaches every long loop: the classifier's, VAAL's, the GCN's, SimCLR's and the CVAE's training, a
+query's passes over the pool and BatchBALD's picks."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ RUNS = {
     ),
     "uncertaingcn": (dict(strategy="uncertaingcn", strategy_options={"epochs": 2}), ("train", "uncertaingcn")),
     "typiclust on SimCLR": (dict(strategy="typiclust", strategy_options=TINY_SSL), ("train", "SimCLR")),
+    # a query's pass over the pool (MC dropout: minutes at 60,000 images) and BatchBALD's greedy picks
+    "batchbald": (
+        dict(strategy="batchbald", strategy_options={"samples": 4}),
+        ("train", "4 MC dropout passes", "BatchBALD"),
+    ),
+    "learning-loss": (dict(strategy="learning-loss", objectives=("ce", "learning-loss")), ("train", "loss prediction")),
 }
 
 

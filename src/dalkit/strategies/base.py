@@ -30,6 +30,7 @@ from dalkit.features import FeatureRequest, Outputs, predict
 from dalkit.features.classifier import image_batches
 from dalkit.models.base import Classifier
 from dalkit.options import require
+from dalkit.runtime import progress_bar
 
 
 @dataclass
@@ -68,9 +69,16 @@ class QueryContext:
     def num_classes(self) -> int:
         return self.model.num_classes
 
-    def batches(self, indices: np.ndarray) -> Iterator[torch.Tensor]:
-        """Normalised image batches for `indices`, on the device, in order (last batch may be short)."""
-        return image_batches(self.images, self.normalizer, indices, self.batch_size, self.device)
+    def batches(self, indices: np.ndarray, description: str = "predict") -> Iterator[torch.Tensor]:
+        """Normalised image batches for `indices`, on the device, in order (last batch may be short), counted on a
+        progress bar named `description` as the caller finishes each (a pass over a large pool takes minutes)."""
+        bar = progress_bar(
+            progress=self.progress, total=len(indices), desc=description, unit="img", unit_scale=True, leave=False
+        )
+        with bar:
+            for batch in image_batches(self.images, self.normalizer, indices, self.batch_size, self.device):
+                yield batch
+                bar.update(len(batch))
 
     def outputs(self, which: str = "candidates") -> Outputs:
         """Model outputs on 'candidates' or 'labelled' images, computed once and cached."""

@@ -61,6 +61,7 @@ import torch
 
 from dalkit.errors import DalkitError
 from dalkit.options import require
+from dalkit.runtime import progress_bar
 from dalkit.strategies.base import QueryContext, Selection, Strategy
 from dalkit.strategies.mc_dropout import mc_probabilities
 from dalkit.strategies.registry import register_strategy
@@ -189,8 +190,10 @@ def greedy_batchbald(
     num_configurations: int = 10_000,
     chunk_size: int | None = None,
     lazy: bool = True,
+    progress: bool = False,
 ) -> GreedyBatch:
-    """Greedy BatchBALD over MC probabilities `probs` (n, S, C); ties broken at random with `generator`."""
+    """Greedy BatchBALD over MC probabilities `probs` (n, S, C); ties broken at random with `generator`; with
+    `progress`, a bar counts the picks."""
     n, samples, classes = probs.shape
     dtype = probs.dtype if probs.dtype == torch.float64 else torch.float32
     probs = probs.to(dtype)
@@ -200,7 +203,7 @@ def greedy_batchbald(
     bound = torch.full((n,), math.inf, dtype=torch.float64, device=probs.device)
     taken = torch.zeros(n, dtype=torch.bool, device=probs.device)
     result = GreedyBatch([], [], [], [], [])
-    for _ in range(budget):
+    for _ in progress_bar(range(budget), progress=progress, desc="BatchBALD", unit="pick", leave=False):
         configs = configurations(probs[result.picks], num_configurations, generator, dtype)
         step = chunk_size or max(1, CHUNK_FLOATS // (len(configs) * classes))
         left = order[~taken[order]]
@@ -267,7 +270,9 @@ class BatchBALD(Strategy):
     def select(self, ctx: QueryContext, budget: int) -> Selection:
         probs = mc_probabilities(ctx, self.samples, owner="BatchBALD")
         with torch.inference_mode():
-            batch = greedy_batchbald(probs, budget, ctx.generator, self.num_configurations, self.chunk_size, self.lazy)
+            batch = greedy_batchbald(
+                probs, budget, ctx.generator, self.num_configurations, self.chunk_size, self.lazy, ctx.progress
+            )
         info = {
             "samples": self.samples,
             "num_configurations": self.num_configurations,

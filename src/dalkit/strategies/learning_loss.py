@@ -33,7 +33,7 @@ class LearningLossStrategy(RankingStrategy):
         model.eval()
         scores = []
         with torch.inference_mode(), autocast(ctx.device):
-            for x in ctx.batches(ctx.candidates):
+            for x in ctx.batches(ctx.candidates, "loss prediction"):
                 scores.append(module(model(x).features).float())
         model.train(was_training)
         return torch.cat(scores)

@@ -97,7 +97,7 @@ def mc_reduce(
     results = []
     try:
         with ConsistentDropout(model, ctx.generator) as dropout, torch.inference_mode(), autocast(ctx.device):
-            for x in ctx.batches(ctx.candidates):
+            for x in ctx.batches(ctx.candidates, f"{samples} MC dropout passes"):
                 results.append(reduce(passes(model.trunk(x), dropout)))
     finally:
         model.train(was_training)

@@ -291,7 +291,7 @@ class VAAL(Strategy):
         vae.eval()
         disc.eval()
         with torch.inference_mode():
-            return torch.cat([disc(vae.encode(x)[0]).sigmoid() for x in ctx.batches(ctx.candidates)])
+            return torch.cat([disc(vae.encode(x)[0]).sigmoid() for x in ctx.batches(ctx.candidates, "VAAL scores")])
 
     def labelled_probabilities(self, ctx: QueryContext) -> torch.Tensor:
         """Train (`fit`), then the discriminator's P(labelled) for every candidate."""
