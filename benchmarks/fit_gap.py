@@ -3,9 +3,10 @@
     python benchmarks/fit_gap.py DIR [DIR ...] [--sizes 500,1000,2500] [--plot losses.png] [--unfinished]
 
 Reads every finished run in the comparison or run directories given (as `dalkit report` does), and with
-`--unfinished` the completed cycles of runs still under way or stopped too, and groups them by
-row (strategy, or method for `compare --methods` rows) and training objectives, so `random` trained with CE and
-`random` trained with CE + CS-KD are two rows. For each labelled-set size it prints, as mean +- std over the runs:
+`--unfinished` the completed cycles of runs still under way or stopped too, and groups them in the rows of
+`dalkit report` (strategy, or method for `compare --methods` rows; runs that differ in a setting are two rows, so
+`random` trained with CE and with CE + CS-KD come out as `random [objectives=ce]` and
+`random [objectives=ce+cskd]`). For each labelled-set size it prints, as mean +- std over the runs:
 test accuracy, accuracy on the labelled images themselves (eval mode, no augmentation) and their gap, and the
 last epoch's training loss, with each objective's term when there are several (CE + MoBY, CE + CS-KD). `--plot`
 draws each row's mean training loss per epoch, one panel per size, its terms dashed, to show whether each cycle's
@@ -46,8 +47,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = read_runs(args.dirs, args.unfinished)
     groups: dict[str, dict[int, list[dict]]] = {}
-    for run, row in zip(runs, row_names(runs)):
-        name = f"{row} [{' + '.join(run.experiment.get('objectives', []))}]"
+    for run, name in zip(runs, row_names(runs)):
         by_size = groups.setdefault(name, {})
         for record in run.records:
             if record.get("accuracy") is not None and record.get("train_accuracy") is not None:
@@ -61,7 +61,7 @@ def main() -> None:
             gap = [a - b for a, b in zip(train, test)]
             loss = [r["train_loss"] for r in records]
             rows.append([name, size, len(records), cell(test), cell(train), cell(gap), cell(loss, 1.0), terms(records)])
-    headers = ["row [objectives]", "labelled", "runs", "test %", "labelled-set %", "gap (points)"]
+    headers = ["row", "labelled", "runs", "test %", "labelled-set %", "gap (points)"]
     headers += ["final loss", "its terms"]
     print(markdown_table(headers, rows))
     if args.plot:

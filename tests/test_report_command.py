@@ -112,3 +112,16 @@ def test_report_lists_unfinished_runs_with_their_cycles(finished, tmp_path, caps
     assert main(["report", str(alone), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"holds no finished dalkit run yet; cycles done so far: {stopped.name} (1 of 2).")
+
+
+def test_runs_of_one_strategy_with_other_settings_are_rows_of_their_own(finished, tmp_path, capsys):
+    """Random trained 3 epochs beside random trained 2 (or with CE + CS-KD beside CE): two rows, never one mean."""
+    other = tmp_path / "other"
+    assert main(["compare", *FAST, "--epochs", "3", "--strategies", "random", "--seeds", "0", "--out", str(other)]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(finished / "cmp" / "random"), str(other), "--out", str(out)]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in (out / "report.md").read_text().splitlines()[4:]}
+    assert set(rows) == {"random [epochs=2]", "random [epochs=3]"}
+    assert "| 2 |" in rows["random [epochs=2]"] and "| 1 |" in rows["random [epochs=3]"]
+    with open(out / "cycles.csv", newline="") as f:
+        assert {c["strategy"] for c in csv.DictReader(f)} == set(rows)

@@ -20,7 +20,7 @@ import numpy as np
 from dalkit.compare import ABOVE, baseline_of, budgets_above, summarise
 from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL
-from dalkit.loop import CSV_COLUMNS, RUNS, ExperimentConfig, ExperimentResult
+from dalkit.loop import CSV_COLUMNS, NOT_SETTINGS, RUNS, ExperimentConfig, ExperimentResult, run_settings
 from dalkit.report import markdown_table, plot_learning_curves
 from dalkit.results import is_finished, read_jsonl, unfinished_run, unique_directory
 
@@ -45,6 +45,10 @@ class Report:
     directory: Path
     table: str
     runs: int
+
+
+#: what the runs of one row may differ in: where and how they ran, their seed, and names that do not change the run
+ROW_MAY_DIFFER = (*NOT_SETTINGS, "seed", "name", "method", "row")
 
 
 def find_unfinished(path: Path) -> list[FoundRun]:
@@ -150,7 +154,9 @@ def cycle_seconds(runs: list[FoundRun]) -> str:
 
 def row_names(runs: list[FoundRun]) -> list[str]:
     """Each run's row: its strategy, or its method for a `compare --methods` row (whose model is the method's); with
-    (data set, model) added when the strategy rows span several, and the data set when the runs do."""
+    (data set, model) added when the strategy rows span several, and the data set when the runs do. Runs of one
+    name that differ in another setting than the seed (the objectives, the epochs, ...) are never averaged
+    together: each such row also names those settings, e.g. `random [objectives=ce+cskd]`."""
     datasets = {r.experiment.get("dataset") for r in runs}
     settings = {(r.experiment.get("dataset"), r.experiment.get("model")) for r in runs if not r.experiment.get("row")}
     names = []
@@ -161,7 +167,23 @@ def row_names(runs: list[FoundRun]) -> list[str]:
             names.append(f"{experiment.get('strategy')} ({experiment.get('dataset')}, {experiment.get('model')})")
         else:
             names.append(str(experiment.get("strategy")))
+    for name in set(names):
+        members = [i for i, other in enumerate(names) if other == name]
+        kept = [run_settings(runs[i].experiment, ROW_MAY_DIFFER) for i in members]
+        differ = sorted({key for k in kept for key in k if len({json.dumps(s.get(key)) for s in kept}) > 1})
+        for i, k in zip(members, kept):
+            if differ:
+                names[i] = f"{name} [{', '.join(f'{key}={setting_text(k.get(key))}' for key in differ)}]"
     return names
+
+
+def setting_text(value) -> str:
+    """A setting's value as a row name shows it: lists joined by +, options as key:value."""
+    if isinstance(value, list):
+        return "+".join(setting_text(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{setting_text(v)}" for k, v in sorted(value.items()))
+    return str(value)
 
 
 def build_report(paths: list[str | Path], published: str | Path | None = None, out: str | Path | None = None) -> Report:

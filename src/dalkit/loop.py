@@ -170,15 +170,20 @@ class ExperimentConfig:
 NOT_SETTINGS = ("data_root", "download", "device", "out_dir", "progress")
 
 
-def same_settings(config: ExperimentConfig, experiment: dict) -> bool:
-    """Whether a run whose config.json holds `experiment` has the settings of `config`; a field the record lacks
-    (recorded before the option existed) counts as its default."""
+def run_settings(experiment: dict, leave_out: tuple[str, ...] = NOT_SETTINGS) -> dict:
+    """The settings of a run whose config.json holds `experiment`, as JSON values, without the fields `leave_out`
+    names; a field the record lacks (recorded before the option existed) counts as its default."""
 
     def settings(fields: dict) -> dict:
         plain = json.loads(json.dumps(fields, default=str))
-        return {key: value for key, value in plain.items() if key not in NOT_SETTINGS}
+        return {key: value for key, value in plain.items() if key not in leave_out}
 
-    return {**settings(asdict(ExperimentConfig())), **settings(experiment)} == settings(asdict(config))
+    return {**settings(asdict(ExperimentConfig())), **settings(experiment)}
+
+
+def same_settings(config: ExperimentConfig, experiment: dict) -> bool:
+    """Whether a run whose config.json holds `experiment` has the settings of `config`."""
+    return run_settings(experiment) == run_settings(asdict(config))
 
 
 @dataclass
