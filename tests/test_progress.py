@@ -70,3 +70,28 @@ def test_in_a_log_a_bar_writes_plain_lines_with_rate_and_eta(capsys, monkeypatch
     assert "100%" in err and "img/s" in err and "<" in err and "loss=0.500" in err
     runtime.fit_loop(3, 32, epoch, progress=False, description="train")
     assert capsys.readouterr().err == ""
+
+
+def test_in_a_log_a_bar_writes_at_most_a_line_an_interval(capsys, monkeypatch):
+    """tqdm's monitor thread (here every 0.05 s) must not add lines between update()'s: a log gets at most one line
+    per LOG_INTERVAL, however fast the steps."""
+    import time
+
+    import torch
+
+    from dalkit import runtime
+
+    monkeypatch.setattr(runtime, "LOG_INTERVAL", 0.3)
+    monkeypatch.setattr(runtime.tqdm, "monitor_interval", 0.05)
+    monkeypatch.setattr(runtime.tqdm, "monitor", None)  # a monitor started by an earlier bar sleeps 10 s
+
+    def epoch(_):
+        for i in range(400):
+            time.sleep(0.0005 if i % 100 else 0.35)  # fast steps with a slow one now and then
+            yield torch.tensor(0.5), 1
+
+    start = time.perf_counter()
+    runtime.fit_loop(3, 400, epoch, progress=True, description="train")
+    elapsed = time.perf_counter() - start
+    lines = capsys.readouterr().err.splitlines()
+    assert 3 <= len(lines) <= elapsed / 0.3 + 1, (elapsed, lines)

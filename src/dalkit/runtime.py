@@ -40,7 +40,8 @@ def progress_bar(iterable: Iterable | None = None, *, progress: bool = True, **o
         return tqdm(iterable, disable=True, **options)
     if sys.stderr.isatty():
         return tqdm(iterable, **options)
-    interval = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "delay": LOG_INTERVAL}
+    # miniters=1: no dynamic miniters, so tqdm's monitor thread never forces a second line beside update()'s
+    interval = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "delay": LOG_INTERVAL, "miniters": 1}
     return tqdm(iterable, file=LogLines(sys.stderr), **interval, **options)
 
 
