@@ -6,7 +6,7 @@
 #
 #   here, once:  echo /.gpu-data/ >> .git/info/exclude
 #                python benchmarks/cifar_subset.py DATA .gpu-data --train 2000
-#   device:      run(command="bash benchmarks/gpu_pang_round.sh", carry=[".gpu-data"], timeout_s=480)
+#   device:      run(command="bash benchmarks/gpu_pang_round.sh", carry=[".gpu-data/cifar-10-batches-py"], timeout_s=480)
 #
 # Extra arguments go to `dalkit compare` (e.g. `--epochs 2` for a dry run on a CPU with `DEVICE=cpu`). What comes
 # back in $OUT: the comparison's table (summary.md, summary.txt) and its records without models (runs.tgz).

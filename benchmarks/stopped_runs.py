@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dalkit.report import format_table, labels_to_reach, markdown_table
-from dalkit.results import read_jsonl
+from dalkit.results import complete_records
 
 
 def runs_by_strategy(folders: list[Path]) -> dict[str, list[list[dict]]]:
@@ -27,7 +27,7 @@ def runs_by_strategy(folders: list[Path]) -> dict[str, list[list[dict]]]:
     runs = defaultdict(list)
     for folder in folders:
         for cycles in sorted(folder.glob("*/*/cycles.jsonl")):
-            records = read_jsonl(cycles)
+            records = complete_records(cycles)  # up to a line cut off by a kill
             if records:
                 runs[cycles.parent.parent.name].append(records)
     return dict(runs)
