@@ -10,7 +10,7 @@ import pytest
 
 from dalkit.cli import main
 from dalkit.engine import Engine
-from dalkit.executors import claimed_folder, run_in_folder
+from dalkit.executors import claimed_folder, run_in_folder, try_lock
 from dalkit.loop import ExperimentConfig, run_experiment
 from dalkit.results import RunRecorder, read_jsonl
 
@@ -152,3 +152,23 @@ def test_two_processes_never_continue_one_interrupted_run(tmp_path, monkeypatch)
         assert first == interrupted and second != interrupted and not second.exists()  # a new one
     with claimed_folder(tmp_path, config) as again:  # released: the next claim gets it
         assert again == interrupted
+
+
+def test_a_run_killed_in_its_first_cycle_is_cleared_by_the_next_claim(tmp_path, monkeypatch):
+    """A kill in cycle 0 that skips every clean-up (SIGKILL, a session's end) leaves a .partial- folder with no
+    completed cycle: nothing to continue. The next claim of the run removes it, and never one a process holds."""
+    config = replace(BASE, cycles=2)
+    leftover = tmp_path / f".partial-{config.run_name()}-dead0001"
+    with monkeypatch.context() as patch:
+        kill_before_recording(patch, cycle=0)
+        with pytest.raises(Killed):  # straight into the folder, as a SIGKILL leaves it: no run_in_folder clean-up
+            run_experiment(replace(config, out_dir=str(leftover)), log=lambda _: None)
+    (tmp_path / f"{leftover.name}.lock").touch()
+    assert (leftover / "config.json").is_file() and not read_jsonl(leftover / "cycles.jsonl")
+    busy = tmp_path / f".partial-{config.run_name()}-busy0002"  # another process's run, in its first cycle
+    busy.mkdir()
+    holder = try_lock(busy)
+    run_in_folder(config, tmp_path, log=lambda _: None)
+    holder.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([config.run_name(), busy.name, f"{busy.name}.lock"])

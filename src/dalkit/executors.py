@@ -173,9 +173,9 @@ def run_in_folder(
 ) -> ExperimentResult:
     """Run `config` in a temporary folder/.partial-NAME-XXXX/ and rename it to folder/NAME (or NAME-2, ...) once
     it finished, so a run that fails or is killed never has a final name and `--resume` never reads it as
-    finished. A run that stops before its first cycle's record leaves nothing behind; one stopped later (killed,
-    or failed) leaves its .partial- folder, from whose last completed cycle the next attempt goes on
-    (`claimed_folder`)."""
+    finished. A run that stops before its first cycle's record leaves nothing behind (a kill that skips this
+    clean-up leaves a folder the next claim removes); one stopped later (killed, or failed) leaves its .partial-
+    folder, from whose last completed cycle the next attempt goes on (`claimed_folder`)."""
     folder.mkdir(parents=True, exist_ok=True)
     name = config.run_name()
     with claimed_folder(folder, config) as partial:
@@ -209,6 +209,7 @@ def claimed_folder(folder: Path, config: ExperimentConfig) -> Iterator[Path]:
     interrupted run of its settings that got furthest and that no other process is continuing
     (`interrupted_folders`), or a new one. Two comparisons resumed at once on one directory never write into one
     run. The lock goes when the run leaves the folder (finished, or failed before its first record)."""
+    clear_unstarted(folder, config)
     for partial in interrupted_folders(folder, config):
         handle = try_lock(partial)
         if handle is not None:
@@ -238,6 +239,21 @@ def try_lock(partial: Path) -> IO | None:
         handle.close()
         return None
     return handle
+
+
+def clear_unstarted(folder: Path, config: ExperimentConfig) -> None:
+    """Remove this run's .partial- folders that hold no completed cycle and that no process holds: left by a kill
+    in the first cycle (SIGKILL, a session's end), which skips the clean-up of `run_in_folder`. Nothing there can
+    be continued, and `dalkit report` would list them as unfinished for ever."""
+    for partial in folder.glob(f"{PARTIAL}{config.run_name()}-*"):
+        if not partial.is_dir() or complete_records(partial / "cycles.jsonl"):
+            continue
+        handle = try_lock(partial)
+        if handle is None:  # a run in its first cycle
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        handle.close()
+        lock_file(partial).unlink(missing_ok=True)
 
 
 def interrupted_folders(folder: Path, config: ExperimentConfig) -> list[Path]:
