@@ -122,6 +122,19 @@ def test_compare_resume_reuses_finished_runs_and_reruns_the_rest(tmp_path, capsy
     assert "finished earlier" not in capsys.readouterr().out
 
 
+def test_a_comparison_resumed_in_pieces_says_what_its_summary_leaves_out(tmp_path, capsys):
+    directory = tmp_path / "comparison"
+    base = ["compare", *FAST, "--cycles", "1", "--strategies", "random", "--out", str(directory)]
+    assert main([*base, "--seeds", "0"]) == 0
+    assert "more finished run" not in capsys.readouterr().out
+    assert main([*base, "--seeds", "1", "--resume", str(directory)]) == 0
+    note = f"{directory} holds 1 more finished run(s) (other rows, seeds or settings): `dalkit report {directory}`"
+    assert note in capsys.readouterr().out
+    assert note in (directory / "summary.md").read_text() and note in (directory / "summary.txt").read_text()
+    assert main([*base, "--seeds", "0,1", "--resume", str(directory)]) == 0  # the whole grid: nothing left out
+    assert "more finished run" not in capsys.readouterr().out + (directory / "summary.md").read_text()
+
+
 def test_compare_refuses_to_overwrite_a_finished_comparison(tmp_path, capsys):
     args = ["compare", *FAST, "--cycles", "1", "--strategies", "random", "--seeds", "0", "--out", str(tmp_path)]
     assert main(args) == 0

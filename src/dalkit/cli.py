@@ -249,6 +249,8 @@ def command_compare(args: argparse.Namespace) -> int:
     if comparison.failed:
         print("\nfailed runs (left out of the means; --resume DIR runs them again):")
         print(comparison.failures())
+    if comparison.others:
+        print(f"\n{comparison.others_note()}")
     print(f"\ncomparison directory: {comparison.directory} (plot: {comparison.directory / 'curves.png'})")
     return 1 if comparison.failed else 0
 

@@ -150,6 +150,7 @@ class Comparison:
     directory: Path
     targets: tuple[float, ...] = ()
     failed: list[FailedRun] = field(default_factory=list)
+    others: int = 0  # finished runs in `directory` outside this comparison's grid (earlier pieces of it)
 
     def by_dataset(self) -> dict[str, list[StrategySummary]]:
         """The summaries of each data set, in grid order."""
@@ -172,6 +173,16 @@ class Comparison:
             (f"{dataset_label(f.dataset)} / " if several else "")
             + f"{f.strategy}, seed {f.seed}: failed after {f.attempts} attempt(s): {f.error}"
             for f in self.failed
+        )
+
+    def others_note(self) -> str:
+        """What the summary leaves out: the finished runs in its directory from other commands (empty if none)."""
+        if not self.others:
+            return ""
+        covered = sum(len(s.runs) for s in self.summaries)
+        return (
+            f"This summary covers the {covered} run(s) of this command; {self.directory} holds {self.others} more "
+            f"finished run(s) (other rows, seeds or settings): `dalkit report {self.directory}` tables them all."
         )
 
     def targets_table(self, markdown: bool = False) -> str:
@@ -313,7 +324,9 @@ def run_comparison(
         raise DalkitError(
             f"every run failed (e.g. {first.strategy}, seed {first.seed}: {first.error}); see the messages above."
         )
-    comparison = Comparison(summaries, directory, targets, failed)
+    covered = {run.directory.resolve() for s in summaries for run in s.runs}
+    others = [d for d in finished_runs(directory) if d.resolve() not in covered]
+    comparison = Comparison(summaries, directory, targets, failed, len(others))
     write_comparison(comparison, base)
     return comparison
 
@@ -370,6 +383,12 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
     return None
 
 
+def finished_runs(directory: Path) -> list[Path]:
+    """The finished runs of a comparison directory (ROW/RUN folders)."""
+    runs = (config.parent for config in sorted(directory.glob("*/*/config.json")))
+    return [run for run in runs if not run.name.startswith(PARTIAL) and is_finished(run)]
+
+
 def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
     directory = comparison.directory
     text, markdown = comparison.table(), comparison.table(markdown=True)
@@ -381,6 +400,9 @@ def write_comparison(comparison: Comparison, base: ExperimentConfig) -> None:
         markdown += "\n\nFailed runs (left out of the means):\n\n" + "\n".join(
             f"- {line}" for line in comparison.failures().splitlines()
         )
+    if comparison.others:
+        text += f"\n\n{comparison.others_note()}"
+        markdown += f"\n\n{comparison.others_note()}"
     (directory / "summary.txt").write_text(text + "\n")
     (directory / "summary.md").write_text(markdown + "\n")
     groups = comparison.by_dataset()
