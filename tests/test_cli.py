@@ -88,11 +88,13 @@ def test_compare_prints_mean_and_std_per_budget(tmp_path, capsys):
     assert summary["random"]["labelled"] == [10, 15] and summary["margin"]["seeds"] == [0, 1]
     assert (directory / "curves.png").is_file()
     markdown = (directory / "summary.md").read_text().splitlines()
-    assert markdown[0] == "| strategy | 10 | 15 | AULC | above random |" and markdown[1] == "| --- |" + " --- |" * 4
+    header = "| strategy | 10 | 15 | AULC | above random | AULC - random, same seeds |"
+    assert markdown[0] == header and markdown[1] == "| --- |" + " --- |" * 5
     columns = list(zip(*(line.strip("| ").split(" | ") for line in markdown[2:])))
     above = summary["margin"]["mean"][1] > summary["random"]["mean"][1]
-    assert columns[-1] == ("-", f"{int(above)}/1")  # margin against random at 15 labels
-    columns = columns[:-1]
+    assert columns[-2] == ("-", f"{int(above)}/1")  # margin against random at 15 labels
+    assert columns[-1][0] == "-" and columns[-1][1].startswith(("+", "-0.00"))
+    columns = columns[:-2]
     assert all(cell.startswith("**") for cell in columns[1])  # the same initial set: a tie, both bold
     assert all(any(cell.startswith("**") for cell in column) for column in columns[1:])
 

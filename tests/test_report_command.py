@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from dalkit.cli import main
+from dalkit.report import area_under_curve
 
 FAST = ["--epochs", "2", "--initial", "10", "--budget", "5", "--cycles", "2", "--no-progress", "--device", "cpu"]
 
@@ -37,7 +39,10 @@ def test_report_rebuilds_table_csv_and_plot_with_published_points(finished, tmp_
     printed = capsys.readouterr().out
     assert "5 run(s)" in printed and "report.md" in printed
     lines = (out / "report.md").read_text().splitlines()
-    assert lines[2] == "| strategy | runs | 10 | 15 | 20 | AULC | above random | s/cycle (max) |"
+    assert (
+        lines[2]
+        == "| strategy | runs | 10 | 15 | 20 | AULC | above random | AULC - random, same seeds | s/cycle (max) |"
+    )
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[4:]}
     assert set(rows) == {"random", "margin", "entropy", "Core-Set (Sener 2018)", "BALD (Gal 2017)"}
     assert "| random | 2 |" in rows["random"] and "+-" in rows["random"] and rows["random"].endswith("|")
@@ -45,6 +50,16 @@ def test_report_rebuilds_table_csv_and_plot_with_published_points(finished, tmp_
     with open(out / "cycles.csv", newline="") as f:
         cycles = list(csv.DictReader(f))
     assert len(cycles) == 5 * 2 and {c["strategy"] for c in cycles} == {"random", "margin", "entropy"}
+    curves = {}
+    for c in cycles:
+        curves.setdefault((c["strategy"], c["seed"]), []).append((int(c["labelled"]), float(c["accuracy"])))
+    gains = [
+        100 * (area_under_curve(*zip(*curves["margin", s])) - area_under_curve(*zip(*curves["random", s])))
+        for s in "01"
+    ]
+    paired = {name: row.split(" | ")[-2] for name, row in rows.items()}
+    assert paired["margin"] == f"{np.mean(gains):+.2f} +- {np.std(gains):.2f}"  # seed by seed, as the runs say
+    assert paired["random"] == paired["entropy"] == "-"  # entropy ran seed 3 only, which random did not
     assert {c["seed"] for c in cycles if c["strategy"] == "entropy"} == {"3"} and cycles[0]["accuracy"]
     seconds = [
         sum(float(c[k] or 0) for k in ("train_seconds", "eval_seconds", "query_seconds"))

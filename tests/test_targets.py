@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dalkit.cli import main
-from dalkit.compare import Comparison, budgets_above, check_targets, summarise, write_comparison
+from dalkit.compare import Comparison, budgets_above, check_targets, paired_aulc, summarise, write_comparison
 from dalkit.errors import DalkitError
 from dalkit.loop import ExperimentConfig, ExperimentResult
 from dalkit.report import labels_to_reach
@@ -95,11 +95,27 @@ def test_compare_prints_the_labels_to_reach_each_target(tmp_path, capsys):
 
 
 def test_above_random_counts_the_budgets_after_the_first_where_the_mean_beats_randoms(tmp_path):
-    table = comparison(tmp_path).table()
-    assert table.splitlines()[0].split()[-2:] == ["above", "random"]
-    rows = {line.split()[0]: line.split()[-1] for line in table.splitlines()[2:5]}
+    table = comparison(tmp_path).table(markdown=True)
+    assert "| above random |" in table.splitlines()[0]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[-2] for line in table.splitlines()[2:5]}
     # means at 30, 40, 50 labels: batchbald .89/.93/.965, bald .775/.875/.905, random .80/.91/.94
     assert rows == {"batchbald": "3/3", "bald": "0/3", "random": "-"}
     later = summarise("late", [run(0, [0.5, 0.99], start=40)])  # 40 and 50 labels: 50 is the one shared later budget
     assert budgets_above(later, comparison(tmp_path).summaries[2]) == ["1/1"]
     assert "above random" not in Comparison(comparison(tmp_path).summaries[:2], tmp_path).table()
+
+
+def test_aulc_against_random_is_paired_by_seed(tmp_path):
+    """Seed 0 is easy and seed 1 hard for every row: a row 1 point above random on each seed has a paired gain of
+    +1.00 +- 0.00, though its mean +- std overlaps random's; seeds random lacks are left out and counted."""
+    random = summarise("random", [run(0, [0.6, 0.8]), run(1, [0.4, 0.6])])
+    better = summarise("better", [run(0, [0.61, 0.81]), run(1, [0.41, 0.61])])
+    assert better.aulc_std > 0.09 and better.aulc_mean - random.aulc_mean < 0.011
+    assert paired_aulc(better, random) == ["+1.00 +- 0.00"]
+    assert paired_aulc(random, random) == ["-"] and paired_aulc(better, None) == []
+    extra = summarise("extra", [run(0, [0.62, 0.82]), run(2, [0.9, 0.9])])
+    assert paired_aulc(extra, random) == ["+2.00 +- 0.00 (1 seeds)"]
+    assert paired_aulc(summarise("other", [run(5, [0.6, 0.8])]), random) == ["-"]
+    assert "| better | " in (table := Comparison([random, better], tmp_path).table(markdown=True))
+    assert table.splitlines()[0].endswith("| above random | AULC - random, same seeds |")
+    assert table.splitlines()[3].endswith("| 1/1 | +1.00 +- 0.00 |")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dalkit.compare import ABOVE, baseline_of, budgets_above, summarise
+from dalkit.compare import AGAINST, against_baseline, baseline_of, summarise
 from dalkit.errors import DalkitError
 from dalkit.executors import PARTIAL
 from dalkit.loop import CSV_COLUMNS, NOT_SETTINGS, RUNS, ExperimentConfig, ExperimentResult, run_settings
@@ -198,7 +198,9 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
         groups.setdefault(name, []).append(run)
     summaries = []
     for name, group in groups.items():
-        results = [ExperimentResult(ExperimentConfig(), r.records, r.directory) for r in group]
+        results = [
+            ExperimentResult(ExperimentConfig(seed=r.experiment.get("seed", 0)), r.records, r.directory) for r in group
+        ]
         if len({tuple(r.labelled) for r in results}) != 1:
             raise DalkitError(
                 f"the runs of {name} were evaluated at different labelled-set sizes "
@@ -207,7 +209,7 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
         summaries.append(summarise(name, results))
     budgets = sorted({b for s in summaries for b in s.labelled} | {b for c in curves for b in c.labelled})
     baseline = baseline_of(summaries)
-    above = [ABOVE] if baseline else []
+    against = list(AGAINST) if baseline else []
     rows = []
     for s in summaries:
         cells = dict(zip(s.labelled, (f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(s.mean, s.std))))
@@ -219,7 +221,7 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
                 len(seeds),
                 *[cells.get(b, "-") for b in budgets],
                 aulc,
-                *budgets_above(s, baseline),
+                *against_baseline(s, baseline),
                 cycle_seconds(groups[s.strategy]),
             ]
         )
@@ -229,11 +231,12 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
             b: f"{100 * a:.2f}" + ("" if d is None else f" +- {100 * d:.2f}")
             for b, a, d in zip(c.labelled, c.accuracy, stds)
         }
-        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", *["-"] * len(above), "-"])
-    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", *above, "s/cycle (max)"], rows)
+        rows.append([c.label, "published", *[cells.get(b, "-") for b in budgets], "-", *["-"] * len(against), "-"])
+    table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", *against, "s/cycle (max)"], rows)
     note = (
         "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve; "
-        "above random: at how many budgets after the first the mean is above random's; "
+        "above random: at how many budgets after the first the mean is above random's; AULC - random, same seeds: "
+        "the row's AULC minus random's on each seed both ran (the same initial labels), mean +- std in points; "
         "s/cycle: seconds of training, evaluation and selection per cycle, mean over every cycle (and the most)."
     )
     under_way = [run for path in paths for run in find_unfinished(Path(path))]

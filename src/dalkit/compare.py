@@ -82,9 +82,9 @@ class StrategySummary:
     dataset: str = ""
 
 
-#: the row every other row is counted against, and the column that counts
+#: the row every other row is measured against, and the columns that measure it
 BASELINE = "random"
-ABOVE = "above random"
+AGAINST = ("above random", "AULC - random, same seeds")
 
 
 def baseline_of(summaries: list[StrategySummary]) -> StrategySummary | None:
@@ -106,12 +106,35 @@ def budgets_above(summary: StrategySummary, baseline: StrategySummary | None) ->
     return [f"{sum(m > base[b] for b, m in shared)}/{len(shared)}" if shared else "-"]
 
 
+def paired_aulc(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
+    """The "AULC - random" cell: the row's AULC minus random's run by run, on each seed both ran (a seed draws the
+    same initial labels for every row, so the difference is the selection's alone), mean +- std in points, with the
+    number of seeds when fewer than the row's runs; ["-"] for random itself or with no seed in common; no cell
+    without a baseline. Paired, it tells a gain from the seed-to-seed spread that the means' stds both carry."""
+    if baseline is None:
+        return []
+    base = {run.config.seed: run for run in baseline.runs}
+    pairs = [(run, base[run.config.seed]) for run in summary.runs if run.config.seed in base]
+    pairs = [(run, other) for run, other in pairs if run.labelled == other.labelled]
+    if summary is baseline or not pairs:
+        return ["-"]
+    gains = [area_under_curve(r.labelled, r.accuracy) - area_under_curve(b.labelled, b.accuracy) for r, b in pairs]
+    cell = f"{100 * np.mean(gains):+.2f} +- {100 * np.std(gains):.2f}"
+    return [cell + (f" ({len(pairs)} seeds)" if len(pairs) < len(summary.runs) else "")]
+
+
+def against_baseline(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
+    """The AGAINST cells of a row: `budgets_above` and `paired_aulc` (none without a baseline)."""
+    return [*budgets_above(summary, baseline), *paired_aulc(summary, baseline)]
+
+
 def accuracy_table(summaries: list[StrategySummary], markdown: bool = False) -> str:
     """Mean +- std test accuracy (%) per labelled-set size, the normalised AULC and, with a random row, at how many
-    budgets each row is above random; in Markdown, the best mean of each column is in bold."""
+    budgets each row is above random and its AULC against random's on the same seeds; in Markdown, the best mean
+    of each column is in bold."""
     budgets = summaries[0].labelled
     baseline = baseline_of(summaries)
-    headers = ["strategy", *[str(b) for b in budgets], "AULC", *([ABOVE] if baseline else [])]
+    headers = ["strategy", *[str(b) for b in budgets], "AULC", *(AGAINST if baseline else ())]
     means = np.array([[*s.mean, s.aulc_mean] for s in summaries])
     stds = np.array([[*s.std, s.aulc_std] for s in summaries])
     best = means.max(0)
@@ -120,7 +143,7 @@ def accuracy_table(summaries: list[StrategySummary], markdown: bool = False) -> 
         cells = [f"{100 * m:.2f} +- {100 * d:.2f}" for m, d in zip(mean, std)]
         if markdown:
             cells = [f"**{c}**" if m == top else c for c, m, top in zip(cells, mean, best)]
-        rows.append([s.strategy, *cells, *budgets_above(s, baseline)])
+        rows.append([s.strategy, *cells, *against_baseline(s, baseline)])
     return markdown_table(headers, rows) if markdown else format_table(headers, rows)
 
 
