@@ -108,9 +108,10 @@ def budgets_above(summary: StrategySummary, baseline: StrategySummary | None) ->
 
 def paired_aulc(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
     """The "AULC - random" cell: the row's AULC minus random's run by run, on each seed both ran (a seed draws the
-    same initial labels for every row, so the difference is the selection's alone), mean +- std in points, with the
-    number of seeds when fewer than the row's runs; ["-"] for random itself or with no seed in common; no cell
-    without a baseline. Paired, it tells a gain from the seed-to-seed spread that the means' stds both carry."""
+    same initial labels for every row, so the difference is the row's selection and training, not the draw), mean
+    +- std in points, with the number of seeds when fewer than the row's runs; ["-"] for random itself or with no
+    seed in common; no cell without a baseline. Paired, it tells a gain from the seed-to-seed spread that the
+    means' stds both carry."""
     if baseline is None:
         return []
     base = {run.config.seed: run for run in baseline.runs}
