@@ -394,12 +394,9 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
 
     A field that a run's config.json lacks (recorded before the option existed) counts as its default.
     """
-    for config_path in sorted(folder.glob("*/config.json")):
-        directory = config_path.parent
-        if directory.name.startswith(PARTIAL) or not is_finished(directory):
-            continue
+    for directory in finished_runs(folder, "*"):
         try:
-            experiment = json.loads(config_path.read_text())["experiment"]
+            experiment = json.loads((directory / "config.json").read_text())["experiment"]
         except (ValueError, KeyError, TypeError):
             continue
         if same_settings(config, experiment):
@@ -407,9 +404,9 @@ def finished_run(config: ExperimentConfig, folder: Path) -> ExperimentResult | N
     return None
 
 
-def finished_runs(directory: Path) -> list[Path]:
-    """The finished runs of a comparison directory (ROW/RUN folders)."""
-    runs = (config.parent for config in sorted(directory.glob("*/*/config.json")))
+def finished_runs(directory: Path, pattern: str = "*/*") -> list[Path]:
+    """The finished runs in `directory` at `pattern` (a comparison's ROW/RUN folders; "*" for one row's folder)."""
+    runs = (config.parent for config in sorted(directory.glob(f"{pattern}/config.json")))
     return [run for run in runs if not run.name.startswith(PARTIAL) and is_finished(run)]
 
 
