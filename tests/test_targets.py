@@ -105,6 +105,16 @@ def test_above_random_counts_the_budgets_after_the_first_where_the_mean_beats_ra
     assert "above random" not in Comparison(comparison(tmp_path).summaries[:2], tmp_path).table()
 
 
+def test_above_random_sets_a_row_against_randoms_runs_of_its_own_seeds():
+    """A row that ran only the hard seed 1, a point above random there, is above random at every budget, though its
+    mean is below random's mean over the easy seed 0 and the hard seed 1."""
+    random = summarise("random", [run(0, [0.6, 0.8, 0.9]), run(1, [0.4, 0.6, 0.7])])
+    hard_seed_only = summarise("one-seed", [run(1, [0.4, 0.61, 0.71])])
+    assert all(hard_seed_only.mean[1:] < random.mean[1:])
+    assert budgets_above(hard_seed_only, random) == ["2/2"]
+    assert budgets_above(summarise("other-seed", [run(2, [0.4, 0.9, 0.95])]), random) == ["-"]
+
+
 def test_aulc_against_random_is_paired_by_seed(tmp_path):
     """Seed 0 is easy and seed 1 hard for every row: a row 1 point above random on each seed has a paired gain of
     +1.00 +- 0.00, though its mean +- std overlaps random's; seeds random lacks are left out and counted."""

@@ -235,8 +235,9 @@ def build_report(paths: list[str | Path], published: str | Path | None = None, o
     table = markdown_table(["strategy", "runs", *[str(b) for b in budgets], "AULC", *against, "s/cycle (max)"], rows)
     note = (
         "Test accuracy (%) by labelled images: mean +- std over runs; AULC: normalised area under the curve; "
-        "above random: at how many budgets after the first the mean is above random's; AULC - random, same seeds: "
-        "the row's AULC minus random's on each seed both ran (the same initial labels), mean +- std in points; "
+        "above random: at how many budgets after the first the row beats random on the seeds both ran (the same "
+        "initial labels), on average; AULC - random, same seeds: the row's AULC minus random's on each of those "
+        "seeds, mean +- std in points; "
         "s/cycle: seconds of training, evaluation and selection per cycle, mean over every cycle (and the most)."
     )
     under_way = [run for path in paths for run in find_unfinished(Path(path))]

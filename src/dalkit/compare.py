@@ -93,30 +93,40 @@ def baseline_of(summaries: list[StrategySummary]) -> StrategySummary | None:
     return found if len(summaries) > 1 else None
 
 
+def seed_pairs(summary: StrategySummary, baseline: StrategySummary) -> list[tuple[ExperimentResult, ExperimentResult]]:
+    """The row's runs beside the baseline's run of the same seed: a seed draws the same initial labels for every
+    row, so a pair differs by the row's selection and training, not the draw."""
+    base = {run.config.seed: run for run in baseline.runs}
+    return [(run, base[run.config.seed]) for run in summary.runs if run.config.seed in base]
+
+
 def budgets_above(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
     """The "above random" cell: ["k/n"], at k of the n budgets after the first (the initial set, shared by the
-    seeds) that `baseline` was also evaluated at, `summary`'s mean accuracy is above the baseline's; ["-"] for the
-    baseline itself; no cell without a baseline."""
+    seeds) that the baseline was also evaluated at on a seed of the row (`seed_pairs`), the row's accuracy minus
+    the baseline's on the same seeds is above 0 on average; ["-"] for the baseline itself or with no such budget;
+    no cell without a baseline. With the same seeds this is the row's mean against the baseline's; a row with fewer
+    seeds is not set against seeds it did not run."""
     if baseline is None:
         return []
-    if summary is baseline:
+    gains: dict[int, list[float]] = {}
+    for run, other in seed_pairs(summary, baseline):
+        base = dict(zip(other.labelled, other.accuracy))
+        for size, accuracy in list(zip(run.labelled, run.accuracy))[1:]:
+            if size in base:
+                gains.setdefault(size, []).append(accuracy - base[size])
+    if summary is baseline or not gains:
         return ["-"]
-    base = dict(zip(baseline.labelled, baseline.mean))
-    shared = [(b, m) for b, m in zip(summary.labelled[1:], summary.mean[1:]) if b in base]
-    return [f"{sum(m > base[b] for b, m in shared)}/{len(shared)}" if shared else "-"]
+    return [f"{sum(np.mean(g) > 0 for g in gains.values())}/{len(gains)}"]
 
 
 def paired_aulc(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
-    """The "AULC - random" cell: the row's AULC minus random's run by run, on each seed both ran (a seed draws the
-    same initial labels for every row, so the difference is the row's selection and training, not the draw), mean
-    +- std in points, with the number of seeds when fewer than the row's runs; ["-"] for random itself or with no
-    seed in common; no cell without a baseline. Paired, it tells a gain from the seed-to-seed spread that the
-    means' stds both carry."""
+    """The "AULC - random" cell: the row's AULC minus random's on each seed both ran (`seed_pairs`) at the same
+    labelled-set sizes, mean +- std in points, with the number of seeds when fewer than the row's runs; ["-"] for
+    random itself or with no such seed; no cell without a baseline. Paired, it tells a gain from the seed-to-seed
+    spread that the means' stds both carry."""
     if baseline is None:
         return []
-    base = {run.config.seed: run for run in baseline.runs}
-    pairs = [(run, base[run.config.seed]) for run in summary.runs if run.config.seed in base]
-    pairs = [(run, other) for run, other in pairs if run.labelled == other.labelled]
+    pairs = [(run, other) for run, other in seed_pairs(summary, baseline) if run.labelled == other.labelled]
     if summary is baseline or not pairs:
         return ["-"]
     gains = [area_under_curve(r.labelled, r.accuracy) - area_under_curve(b.labelled, b.accuracy) for r, b in pairs]
