@@ -5,7 +5,8 @@ cycles.jsonl holds every cycle it evaluated. The first time a run reaches a targ
 those cycles already give that figure for every run that got there; a run that stopped first counts as `> N` (N: its
 last labelled-set size), never as reached, and a budget is averaged over the runs that got to it (their count shown).
 The largest-class share is the mean, over a run's acquisitions, of the most frequent class's share of the batch
-(from the class counts of consecutive cycles): 10% for a class-balanced batch on a 10-class data set.
+(from the class counts of consecutive cycles): 10% for a class-balanced batch on a 10-class data set; the labelled
+set's fewest-most images of a class are those of each run's last cycle, averaged over the runs.
 
     python benchmarks/stopped_runs.py COMPARISON_DIR [...] --targets 90,95 --budgets 100,200,300 [--markdown]
 """
@@ -61,6 +62,11 @@ def largest_class_share(runs: list[list[dict]]) -> str:
     return f"{100 * np.mean(shares):.0f}%" if shares else "-"
 
 
+def class_range(runs: list[list[dict]]) -> str:
+    counts = [np.array(run[-1]["class_counts"]) for run in runs if run[-1]["class_counts"]]
+    return f"{np.mean([c.min() for c in counts]):.0f}-{np.mean([c.max() for c in counts]):.0f}" if counts else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="comparison directories (STRATEGY/RUN/cycles.jsonl)")
@@ -74,13 +80,13 @@ def main() -> None:
     runs = runs_by_strategy(args.folders)
     order = [s for s in args.order.split(",") if s in runs] or sorted(runs)
     headers = ["strategy", "runs", "labels reached", *(f"labels to {t:g}%" for t in targets)]
-    headers += [f"acc @ {b} [runs]" for b in budgets] + ["largest class / batch"]
+    headers += [f"acc @ {b} [runs]" for b in budgets] + ["largest class / batch", "labelled per class at the end"]
     rows = []
     for name in order:
         last = [run[-1]["labelled"] for run in runs[name]]
         row = [name, len(runs[name]), f"{min(last)}-{max(last)}" if min(last) != max(last) else str(last[0])]
         row += [reach(runs[name], t) for t in targets] + [at_budget(runs[name], b) for b in budgets]
-        rows.append(row + [largest_class_share(runs[name])])
+        rows.append(row + [largest_class_share(runs[name]), class_range(runs[name])])
     print((markdown_table if args.markdown else format_table)(headers, rows))
 
 
