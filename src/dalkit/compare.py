@@ -108,15 +108,15 @@ def budgets_above(summary: StrategySummary, baseline: StrategySummary | None) ->
     seeds is not set against seeds it did not run."""
     if baseline is None:
         return []
+    if summary is baseline:
+        return ["-"]
     gains: dict[int, list[float]] = {}
     for run, other in seed_pairs(summary, baseline):
         base = dict(zip(other.labelled, other.accuracy))
         for size, accuracy in list(zip(run.labelled, run.accuracy))[1:]:
             if size in base:
                 gains.setdefault(size, []).append(accuracy - base[size])
-    if summary is baseline or not gains:
-        return ["-"]
-    return [f"{sum(np.mean(g) > 0 for g in gains.values())}/{len(gains)}"]
+    return [f"{sum(np.mean(g) > 0 for g in gains.values())}/{len(gains)}" if gains else "-"]
 
 
 def paired_aulc(summary: StrategySummary, baseline: StrategySummary | None) -> list[str]:
